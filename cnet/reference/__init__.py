@@ -1,0 +1,9 @@
+"""Pure-NumPy twins of the compiled kernels: same names, same arguments, same results.
+
+They are the test oracle and the benchmark baseline, written the way a careful NumPy
+programmer would write them (vectorised, `out=` where NumPy offers it).
+"""
+from cnet.reference.blas import matmul
+from cnet.reference.dense import dense_backward, dense_forward
+
+__all__ = ["matmul", "dense_forward", "dense_backward"]

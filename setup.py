@@ -1,0 +1,45 @@
+"""Build the compiled core: every src/cnet/*.pyx becomes an extension module cnet.<name>.
+
+CNET_DEBUG=1 turns bounds checks on (for chasing a kernel bug); the default build trusts
+its arguments, because the Python layer in cnet/ has validated them.
+"""
+import os
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("CNET_DEBUG", "") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+}
+
+if os.name == "nt":
+    compile_args = ["/O2"]
+else:
+    # -fno-math-errno lets sqrt vectorise; never -ffast-math, which breaks NaN checks.
+    compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno"]
+
+extensions = [
+    Extension(
+        f"cnet.{pyx.stem}",
+        [str(pyx)],
+        include_dirs=["src/cnet"],
+        extra_compile_args=compile_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for pyx in sorted(Path("src/cnet").glob("*.pyx"))
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["src"],
+        compiler_directives=directives,
+    ),
+)

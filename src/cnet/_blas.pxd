@@ -1,0 +1,6 @@
+# Row-major matrix products over scipy.linalg.cython_blas, for float32 and float64.
+from cython cimport floating
+
+cdef void gemm(floating* c, const floating* a, const floating* b,
+               int m, int n, int k, bint trans_a, bint trans_b,
+               floating alpha, floating beta) noexcept nogil
