@@ -5,5 +5,6 @@ programmer would write them (vectorised, `out=` where NumPy offers it).
 """
 from cnet.reference.blas import matmul
 from cnet.reference.dense import dense_backward, dense_forward
+from cnet.reference.optim import adam_step, sgd_step
 
-__all__ = ["matmul", "dense_forward", "dense_backward"]
+__all__ = ["matmul", "dense_forward", "dense_backward", "sgd_step", "adam_step"]

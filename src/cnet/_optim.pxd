@@ -1,0 +1,34 @@
+# Optimizer update loops over the flat parameter arena (PyTorch's update rules).
+from cython cimport floating
+
+cdef enum:
+    OPT_SGD = 0
+    OPT_ADAM = 1
+
+# One parameter group's hyper-parameters, read from the Python optimizer once per call
+# into the step runner (so schedulers and users can change them between calls).
+ctypedef struct OptimConfig:
+    int kind
+    double lr
+    double weight_decay
+    double momentum
+    double dampening
+    double beta1
+    double beta2
+    double eps
+    bint nesterov
+    bint amsgrad
+    bint decoupled_weight_decay
+
+cdef void sgd_step_ptr(floating* param, floating* momentum_buffer, const floating* grad,
+                       Py_ssize_t n, long step, double lr, double momentum, double dampening,
+                       double weight_decay, bint nesterov) noexcept nogil
+
+cdef void adam_step_ptr(floating* param, floating* exp_avg, floating* exp_avg_sq,
+                        floating* max_exp_avg_sq, const floating* grad, Py_ssize_t n,
+                        long step, double lr, double beta1, double beta2, double eps,
+                        double weight_decay, bint amsgrad, bint decoupled) noexcept nogil
+
+cdef void optimizer_step_ptr(const OptimConfig* config, floating* param, floating* state0,
+                             floating* state1, floating* state2, const floating* grad,
+                             Py_ssize_t n, long step) noexcept nogil

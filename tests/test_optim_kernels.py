@@ -1,0 +1,62 @@
+import numpy as np
+from hypothesis import given, strategies as st
+from numpy.testing import assert_allclose
+
+from cnet import _optim, reference
+from helpers import dtypes, random_array, seeds, tol
+
+sizes = st.integers(min_value=1, max_value=300)
+
+
+def trajectories(step_fn, ref_fn, n_state, n, dtype, seed, steps=20, **hyper):
+    """Run kernel and reference side by side for `steps` updates on the same gradients."""
+    rng = np.random.default_rng(seed)
+    param = random_array(rng, n, dtype)
+    state = [np.zeros(n, dtype) for _ in range(n_state)]
+    ref_param, ref_state = param.copy(), [s.copy() for s in state]
+    for step in range(1, steps + 1):
+        grad = random_array(rng, n, dtype)
+        step_fn(param, *state, grad, step, **hyper)
+        ref_fn(ref_param, *ref_state, grad, step, **hyper)
+    return param, ref_param, state, ref_state
+
+
+@given(n=sizes, dtype=dtypes, seed=seeds, momentum=st.sampled_from([0.0, 0.9]),
+       dampening=st.sampled_from([0.0, 0.3]), weight_decay=st.sampled_from([0.0, 1e-2]),
+       nesterov=st.booleans())
+def test_sgd_trajectory_matches_reference(n, dtype, seed, momentum, dampening, weight_decay,
+                                          nesterov):
+    nesterov = nesterov and momentum > 0 and dampening == 0
+    param, ref_param, state, ref_state = trajectories(
+        _optim.sgd_step, reference.sgd_step, 1, n, dtype, seed, lr=0.05, momentum=momentum,
+        dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+    assert_allclose(param, ref_param, **tol(dtype))
+    assert_allclose(state[0], ref_state[0], **tol(dtype))
+
+
+@given(n=sizes, dtype=dtypes, seed=seeds, weight_decay=st.sampled_from([0.0, 1e-2]),
+       amsgrad=st.booleans(), decoupled=st.booleans())
+def test_adam_trajectory_matches_reference(n, dtype, seed, weight_decay, amsgrad, decoupled):
+    param, ref_param, state, ref_state = trajectories(
+        _optim.adam_step, reference.adam_step, 3, n, dtype, seed, lr=0.01, beta1=0.8,
+        beta2=0.99, eps=1e-8, weight_decay=weight_decay, amsgrad=amsgrad, decoupled=decoupled)
+    assert_allclose(param, ref_param, **tol(dtype))
+    for got, expected in zip(state, ref_state):
+        assert_allclose(got, expected, **tol(dtype))
+
+
+def test_adam_first_step_moves_each_parameter_by_lr():
+    # With bias correction, Adam's first update is lr * sign(grad) (up to eps).
+    param = np.zeros(5)
+    grad = np.array([3.0, -2.0, 0.5, -1e-3, 7.0])
+    state = [np.zeros(5) for _ in range(3)]
+    _optim.adam_step(param, *state, grad, 1, lr=0.1)
+    assert_allclose(param, -0.1 * np.sign(grad), rtol=1e-5)
+
+
+def test_sgd_momentum_buffer_starts_as_first_gradient():
+    param, buf = np.zeros(3), np.full(3, 99.0)
+    _optim.sgd_step(param, buf, np.array([1.0, 2.0, 3.0]), 1, lr=1.0, momentum=0.9,
+                    dampening=0.5)
+    assert_allclose(buf, [1.0, 2.0, 3.0])
+    assert_allclose(param, [-1.0, -2.0, -3.0])
