@@ -1,10 +1,24 @@
 """cnet: a compiled neural-network engine for the CPU."""
 try:
-    from cnet import _blas, _dense  # noqa: F401  (the compiled core)
+    from cnet import _activations, _blas, _dense, _engine, _losses, _optim  # noqa: F401
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
-        "cnet's compiled kernels are missing. Build them with `pip install .` "
+        "cnet's compiled kernels are missing or stale. Build them with `pip install .` "
         "(or `pip install -e .` in a source checkout); a C compiler is needed."
     ) from exc
 
+from cnet import data, optim
+from cnet.layers import Dense, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Step, Tanh
+from cnet.losses import CrossEntropyLoss, MSELoss
+from cnet.model import Parameter, Sequential
+from cnet.trainer import History, Trainer
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Sequential", "Parameter",
+    "Dense", "Linear", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Step", "Softmax",
+    "CrossEntropyLoss", "MSELoss",
+    "Trainer", "History",
+    "data", "optim",
+]

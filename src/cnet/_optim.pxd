@@ -1,7 +1,7 @@
 # Optimizer update loops over the flat parameter arena (PyTorch's update rules).
 from cython cimport floating
 
-cdef enum:
+cpdef enum:
     OPT_SGD = 0
     OPT_ADAM = 1
 

@@ -1,0 +1,3 @@
+from cnet.cli import main
+
+raise SystemExit(main())

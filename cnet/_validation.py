@@ -1,0 +1,65 @@
+"""Argument checks shared by the Python layer: the compiled kernels trust what passes here."""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def resolve_dtype(dtype):
+    """'float32' / 'float64' (or the numpy types) as a numpy dtype; anything else is a TypeError."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+    return resolved
+
+
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value}")
+    return int(value)
+
+
+def as_numeric_array(name, x):
+    """x as an ndarray of real numbers (ints or float32/float64); other dtypes are a TypeError."""
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected an array of real numbers ({exc})") from None
+    kind = arr.dtype.kind
+    if not (kind in "iu" or arr.dtype in FLOAT_DTYPES):
+        raise TypeError(f"{name}: expected float32, float64 or integer values, "
+                        f"got dtype {arr.dtype}")
+    return arr
+
+
+def first_non_finite(arr):
+    """(row, value) of the first NaN/inf in a 2-D array, or None when all values are finite."""
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return None
+    row, col = np.argwhere(bad)[0]
+    return int(row), arr[row, col]
+
+
+def as_matrix(name, x, dtype, n_features=None, check_finite=True):
+    """x as a C-contiguous (rows, features) array of `dtype`, validated for the kernels."""
+    arr = as_numeric_array(name, x)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (samples, features), "
+                         f"got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one row, got shape {arr.shape}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name}: expected {n_features} features, got {arr.shape[1]}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if check_finite:
+        found = first_non_finite(arr)
+        if found is not None:
+            raise ValueError(f"{name}: expected finite values, got {found[1]} at row {found[0]}")
+    return arr

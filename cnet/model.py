@@ -1,0 +1,163 @@
+"""Sequential and the parameter arena.
+
+All weights and biases of a model live in one contiguous 1-D array (`model.flat_data`),
+their gradients in a second one of the same size (`model.flat_grad`). Each layer's
+`weight` / `bias` is a Parameter whose `.data` and `.grad` are views into them, so an
+optimizer step is one loop over two flat arrays and a checkpoint is one vector.
+"""
+import numpy as np
+
+from cnet._validation import as_matrix, resolve_dtype
+from cnet.layers import Layer
+
+__all__ = ["Parameter", "Sequential"]
+
+
+class Parameter:
+    """A named slice of a model's arena; `.data` and `.grad` are views shaped like the tensor."""
+
+    def __init__(self, name, flat_data, flat_grad, offset, shape):
+        size = int(np.prod(shape))
+        self.name = name
+        self.offset = offset
+        self.data = flat_data[offset:offset + size].reshape(shape)
+        self.grad = flat_grad[offset:offset + size].reshape(shape)
+        self.flat_data = flat_data
+        self.flat_grad = flat_grad
+
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: self.data.size)
+
+    def __repr__(self):
+        return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class Sequential:
+    """A stack of layers applied in order, with one flat parameter arena.
+
+    >>> model = Sequential(Dense(64, 32), ReLU(), Dense(32, 10), seed=0)
+    """
+
+    def __init__(self, *layers, dtype="float32", seed=None):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}]: expected a cnet layer, got {type(layer).__name__}")
+            if any(layer is other for other in layers[:i]):
+                raise ValueError(f"layers[{i}]: the same layer object appears twice")
+        if not layers:
+            raise ValueError("layers: expected at least one layer")
+        self.layers = list(layers)
+        self.dtype = resolve_dtype(dtype)
+        self.training = True
+        self.in_features = next((l.in_features for l in layers if hasattr(l, "in_features")),
+                                None)
+        width = None
+        for layer in layers:
+            width = layer.output_width(width)
+        self.out_features = width
+        self._allocate(np.random.default_rng(seed))
+
+    def _allocate(self, rng):
+        shapes = [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
+                  for name, shape in layer.param_shapes().items()]
+        total = sum(int(np.prod(shape)) for _, shape in shapes)
+        self.flat_data = np.zeros(total, self.dtype)
+        self.flat_grad = np.zeros(total, self.dtype)
+        self._parameters = {}
+        offset = 0
+        for name, shape in shapes:
+            self._parameters[name] = Parameter(name, self.flat_data, self.flat_grad, offset, shape)
+            offset += int(np.prod(shape))
+        for i, layer in enumerate(self.layers):
+            own = {name.split(".", 1)[1]: p for name, p in self._parameters.items()
+                   if name.split(".", 1)[0] == str(i)}
+            layer.bind(own, rng)
+
+    # --- parameters -------------------------------------------------------------------
+
+    def parameters(self):
+        """The parameters in arena order (an iterator, as in PyTorch)."""
+        return iter(self._parameters.values())
+
+    def named_parameters(self):
+        return iter(self._parameters.items())
+
+    def zero_grad(self):
+        self.flat_grad.fill(0)
+
+    def state_dict(self):
+        """{"<index>.weight": array, ...}: copies, with PyTorch's Sequential keys and layouts."""
+        return {name: p.data.copy() for name, p in self._parameters.items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy weights in. Every key and shape is checked before anything is written."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict: expected a mapping, got {type(state_dict).__name__}")
+        missing = [k for k in self._parameters if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in self._parameters]
+        if strict and (missing or unexpected):
+            raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        staged = {}
+        for name, p in self._parameters.items():
+            if name not in state_dict:
+                continue
+            value = np.asarray(state_dict[name])
+            if value.shape != p.shape:
+                raise ValueError(f"state_dict[{name!r}]: expected shape {p.shape}, "
+                                 f"got {value.shape}")
+            if value.dtype.kind not in "fiu" or value.dtype.itemsize > 8:
+                raise TypeError(f"state_dict[{name!r}]: expected real numbers, "
+                                f"got dtype {value.dtype}")
+            value = value.astype(self.dtype)
+            if not np.isfinite(value).all():
+                raise ValueError(f"state_dict[{name!r}]: expected finite values")
+            staged[name] = value
+        for name, value in staged.items():
+            self._parameters[name].data[...] = value
+
+    # --- modes ---------------------------------------------------------------------------
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.training = self.training
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # --- the manual path: one layer at a time, same kernels as the step runner ------------
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        """Output of the model for x of shape (batch, in_features)."""
+        x = as_matrix("x", x, self.dtype, self.in_features)
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output):
+        """Backpropagate `grad_output` (d loss / d output): accumulates into every parameter's
+        .grad and returns d loss / d input."""
+        grad = grad_output
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    # --- containers ----------------------------------------------------------------------
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __repr__(self):
+        lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
+        return "Sequential(\n" + "\n".join(lines) + f"\n)  # dtype={self.dtype.name}"

@@ -1,0 +1,200 @@
+"""Trainer: fit / evaluate / predict a Sequential with a loss and an optimizer.
+
+`fit` validates and converts the data once, then runs each epoch's mini-batches through
+the compiled step runner (cnet._engine.StepRunner): forward, loss, backward and update
+with no Python per layer and no new arrays per step. Finiteness of X is checked as each
+batch is gathered, not by a scan of the whole data set per call.
+"""
+import math
+import numbers
+import time
+
+import numpy as np
+
+from cnet import _activations
+from cnet._engine import StepRunner
+from cnet._validation import as_matrix, check_positive_int
+from cnet.losses import CrossEntropyLoss
+from cnet.model import Sequential
+from cnet.optim import Optimizer
+
+__all__ = ["History", "Trainer"]
+
+PREDICT_BATCH = 1024  # rows per forward pass when predicting: large enough for BLAS to be efficient
+
+
+class History:
+    """Per-epoch metrics, as Keras's History: `history.history["loss"]`, `history.epoch`."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def _append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+class Trainer:
+    """Trains `model` to minimise `loss` with `optimizer`.
+
+    >>> trainer = Trainer(model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3))
+    >>> history = trainer.fit(X, y, epochs=10, batch_size=32)
+    """
+
+    def __init__(self, model, loss, optimizer):
+        if not isinstance(model, Sequential):
+            raise TypeError(f"model: expected a cnet Sequential, got {type(model).__name__}")
+        if not hasattr(loss, "_kernel_spec"):
+            raise TypeError(f"loss: expected a cnet loss (e.g. CrossEntropyLoss()), "
+                            f"got {type(loss).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: expected a cnet optimizer, got {type(optimizer).__name__}")
+        if optimizer.flat_data is not model.flat_data:
+            raise ValueError("optimizer: expected an optimizer over this model's parameters")
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self._runners = {}
+
+    @property
+    def is_classifier(self):
+        return isinstance(self.loss, CrossEntropyLoss)
+
+    def _runner(self, batch_size, training):
+        key = (batch_size, training)
+        if key not in self._runners:
+            self._runners[key] = (StepRunner(self.model, batch_size, self.loss, self.optimizer)
+                                  if training else StepRunner(self.model, batch_size))
+        return self._runners[key]
+
+    def _check_X(self, X, check_finite, name="X"):
+        return as_matrix(name, X, self.model.dtype, self.model.in_features, check_finite)
+
+    def _check_y(self, y, n_rows, name="y"):
+        return self.loss._validate_target(y, self.model.out_features, n_rows, name=name,
+                                          dtype=self.model.dtype)
+
+    # --- training ------------------------------------------------------------------------
+
+    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
+            validation_split=0.0, seed=None, verbose=1):
+        """Train for `epochs` passes over (X, y). batch_size=None is full-batch gradient
+        descent, batch_size=1 stochastic gradient descent. Returns a History."""
+        epochs = check_positive_int("epochs", epochs)
+        self._check_trainable()
+        X = self._check_X(X, check_finite=False)   # finiteness: checked batch by batch
+        y = self._check_y(y, len(X))
+        X, y, validation_data = self._split_validation(X, y, validation_data, validation_split)
+        n = len(X)
+        batch_size = n if batch_size is None else min(check_positive_int("batch_size",
+                                                                         batch_size), n)
+        runner = self._runner(batch_size, training=True)
+        rng = np.random.default_rng(seed)
+        n_batches = math.ceil(n / batch_size)
+        rows = np.full(n_batches, batch_size, np.float64)
+        rows[-1] = n - batch_size * (n_batches - 1)
+        losses = np.empty(n_batches)
+        correct = np.zeros(n_batches, np.int64)
+        counted = self._counted_rows(y)
+        history = History()
+        self.model.train()
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            order = rng.permutation(n) if shuffle else None
+            done, bad = runner.train_batches(X, y, order, 0, n_batches, losses, correct)
+            if bad >= 0:
+                raise ValueError(f"X: expected finite values, got {X[bad][~np.isfinite(X[bad])][0]}"
+                                 f" at row {bad} (epoch {epoch + 1}, batch {done + 1}; the "
+                                 f"batches before it were trained on)")
+            logs = {"loss": float(np.dot(losses, rows) / n)}
+            if self.is_classifier:
+                logs["accuracy"] = float(correct.sum() / counted)
+            if validation_data is not None:
+                for key, value in self.evaluate(*validation_data).items():
+                    logs["val_" + key] = value
+            history._append(epoch, logs)
+            if verbose:
+                seconds = time.perf_counter() - start
+                metrics = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - "
+                      f"{n / seconds:,.0f} samples/s - {metrics}")
+        return history
+
+    def _check_trainable(self):
+        if self.loss.reduction not in ("mean", "sum"):
+            raise ValueError(f"loss: Trainer.fit needs reduction 'mean' or 'sum', "
+                             f"got {self.loss.reduction!r}")
+        for i, layer in enumerate(self.model.layers):
+            if getattr(layer, "kind", None) == _activations.ACT_STEP:
+                raise ValueError(f"model[{i}]: Step has no gradient and cannot be trained "
+                                 f"through; train with Sigmoid and swap in Step afterwards")
+
+    def _counted_rows(self, y):
+        if not self.is_classifier:
+            return len(y)
+        return max(1, int(np.count_nonzero(y != self.loss.ignore_index)))
+
+    def _split_validation(self, X, y, validation_data, validation_split):
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data: expected a pair (X_val, y_val)")
+            X_val = self._check_X(validation_data[0], True, name="validation_data[0]")
+            y_val = self._check_y(validation_data[1], len(X_val), name="validation_data[1]")
+            return X, y, (X_val, y_val)
+        if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
+            raise TypeError(f"validation_split: expected a float in [0, 1), "
+                            f"got {validation_split!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split: expected a float in [0, 1), "
+                             f"got {validation_split}")
+        if validation_split == 0.0:
+            return X, y, None
+        # As Keras: the last fraction of the rows, taken before any shuffling.
+        n_val = math.ceil(len(X) * validation_split)
+        if n_val >= len(X):
+            raise ValueError(f"validation_split: {validation_split} leaves no training rows")
+        return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
+
+    # --- inference -----------------------------------------------------------------------
+
+    def _outputs(self, X):
+        X = self._check_X(X, check_finite=False)   # finiteness: checked chunk by chunk
+        out = np.empty((len(X), self.model.out_features), self.model.dtype)
+        runner = self._runner(min(len(X), PREDICT_BATCH), training=False)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            bad = runner.predict(X, out)
+        finally:
+            self.model.train(was_training)
+        if bad >= 0:
+            raise ValueError(f"X: expected finite values, got "
+                             f"{X[bad][~np.isfinite(X[bad])][0]} at row {bad}")
+        return out
+
+    def evaluate(self, X, y):
+        """{"loss": ..., "accuracy": ...} (accuracy for classifiers) over all of (X, y)."""
+        outputs = self._outputs(X)
+        logs = {"loss": float(self.loss(outputs, y))}
+        if self.is_classifier:
+            y = self._check_y(y, len(outputs))
+            keep = y != self.loss.ignore_index
+            hits = np.argmax(outputs, axis=1)[keep] == y[keep]
+            logs["accuracy"] = float(hits.mean()) if hits.size else float("nan")
+        return logs
+
+    def predict(self, X):
+        """Class labels (int64) for a classifier, the model's outputs otherwise."""
+        outputs = self._outputs(X)
+        return np.argmax(outputs, axis=1) if self.is_classifier else outputs
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the outputs) for a classifier."""
+        if not self.is_classifier:
+            raise ValueError("predict_proba: only for classifiers (a CrossEntropyLoss)")
+        outputs = self._outputs(X)
+        _activations.softmax_forward(outputs, outputs)
+        return outputs

@@ -1,0 +1,385 @@
+"""The step runner: a whole training step of a Sequential without returning to Python.
+
+A plan is built once from the model, the loss and the optimizer: C structs with the
+layers' sizes and arena offsets, and raw pointers into preallocated workspaces. After
+that a training step touches no Python object: gather the batch (checking finiteness as
+rows pass), forward through every layer, the fused loss and its gradient, backward in
+reverse, and the optimizer's loop over the flat arena. Many steps run per call.
+
+Workspace layout (one flat array): the gathered batch (B, in), then each layer's output
+(B, width), then two gradient buffers (B, max width) used in turn, then float targets.
+"""
+from cython cimport floating
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+import numpy as np
+
+from cnet._activations cimport activation_backward, activation_forward
+from cnet._dense cimport dense_backward_ptr, dense_forward_ptr
+from cnet._losses cimport (REDUCTION_MEAN, mse_loss_ptr, softmax_cross_entropy_ptr)
+from cnet._optim cimport OptimConfig, optimizer_step_ptr
+
+cdef enum:
+    OP_DENSE = 0
+    OP_ACTIVATION = 1
+
+cdef enum:
+    LOSS_CROSS_ENTROPY = 0
+    LOSS_MSE = 1
+
+ctypedef struct Op:
+    int kind               # OP_DENSE or OP_ACTIVATION
+    int activation         # ACT_* code for OP_ACTIVATION
+    double slope           # leaky ReLU's negative slope
+    Py_ssize_t n_in        # features in
+    Py_ssize_t n_out       # features out
+    Py_ssize_t weight      # arena offset of the weight (out, in)
+    Py_ssize_t bias        # arena offset of the bias, -1 without one
+    Py_ssize_t output      # workspace offset of this op's (B, n_out) output
+
+ctypedef struct Span:
+    Py_ssize_t offset      # arena offset
+    Py_ssize_t length
+    int group              # index into the optimizer configs
+
+ctypedef struct Loss:
+    int kind
+    int reduction
+    int64_t ignore_index
+    double label_smoothing
+    void* weight           # (C,) class weights or NULL
+
+ctypedef struct Plan:
+    Op* ops
+    int n_ops
+    Py_ssize_t batch       # B: rows the workspace holds
+    Py_ssize_t n_in
+    Py_ssize_t n_out
+    void* params           # the model's flat arena
+    void* grads
+    void* state[3]         # optimizer state arrays (or NULL)
+    void* work
+    Py_ssize_t grad_a      # workspace offsets of the two gradient buffers
+    Py_ssize_t grad_b
+    Py_ssize_t target      # workspace offset of float targets (MSE)
+    int64_t* class_target  # (B,) gathered class indices (cross-entropy)
+    Loss loss
+    Span* spans
+    int n_spans
+    OptimConfig* configs
+
+
+cdef inline Py_ssize_t gather_rows(floating* dst, const floating* src, const int64_t* order,
+                                   Py_ssize_t start, Py_ssize_t rows,
+                                   Py_ssize_t width) noexcept nogil:
+    """Copy rows order[start:start+rows] of src into dst; the first non-finite row or -1."""
+    cdef Py_ssize_t r, j, row
+    cdef floating probe
+    cdef const floating* s
+    for r in range(rows):
+        row = order[start + r] if order != NULL else start + r
+        s = src + row * width
+        memcpy(dst + r * width, s, width * sizeof(floating))
+        probe = 0
+        for j in range(width):
+            probe += s[j] * 0   # NaN (never 0) when s[j] is NaN or inf
+        if probe != 0:
+            return row
+    return -1
+
+
+cdef void forward_pass(Plan* p, floating* x, Py_ssize_t rows) noexcept nogil:
+    """Every layer's output from the input rows x (B, n_in), into the workspace."""
+    cdef floating* work = <floating*>p.work
+    cdef floating* params = <floating*>p.params
+    cdef floating* inp = x
+    cdef floating* out
+    cdef Op* op
+    cdef int i
+    for i in range(p.n_ops):
+        op = &p.ops[i]
+        out = work + op.output
+        if op.kind == OP_DENSE:
+            dense_forward_ptr(out, inp, params + op.weight,
+                              params + op.bias if op.bias >= 0 else <floating*>NULL,
+                              <int>rows, <int>op.n_in, <int>op.n_out)
+        else:
+            activation_forward(op.activation, out, inp, rows, op.n_out, op.slope)
+        inp = out
+
+
+cdef Py_ssize_t count_correct(const floating* logits, const int64_t* target, Py_ssize_t rows,
+                              Py_ssize_t classes, int64_t ignore_index) noexcept nogil:
+    """Rows whose largest logit (the first, on ties) is at the target class."""
+    cdef Py_ssize_t r, c, best, correct = 0
+    cdef const floating* row
+    for r in range(rows):
+        if target[r] == ignore_index:
+            continue
+        row = logits + r * classes
+        best = 0
+        for c in range(1, classes):
+            if row[c] > row[best]:
+                best = c
+        correct += best == target[r]
+    return correct
+
+
+cdef double train_step(Plan* p, floating* x, Py_ssize_t rows, long step,
+                       int64_t* correct) noexcept nogil:
+    """Forward, loss, backward and update on the batch already gathered in x. Returns the
+    loss; for classification, correct[0] gets the number of rows predicted right."""
+    cdef floating* work = <floating*>p.work
+    cdef floating* params = <floating*>p.params
+    cdef floating* grads = <floating*>p.grads
+    cdef floating* logits
+    cdef floating* grad_out = work + p.grad_a
+    cdef floating* grad_in = work + p.grad_b
+    cdef floating* swap
+    cdef const floating* inp
+    cdef Op* op
+    cdef Span* span
+    cdef double loss
+    cdef int i
+
+    forward_pass(p, x, rows)
+    logits = work + p.ops[p.n_ops - 1].output
+    if p.loss.kind == LOSS_CROSS_ENTROPY:
+        loss = softmax_cross_entropy_ptr(grad_out, <floating*>NULL, logits, p.class_target,
+                                         <floating*>p.loss.weight, rows, p.n_out,
+                                         p.loss.ignore_index, p.loss.label_smoothing,
+                                         p.loss.reduction)
+        correct[0] = count_correct(logits, p.class_target, rows, p.n_out, p.loss.ignore_index)
+    else:
+        loss = mse_loss_ptr(grad_out, <floating*>NULL, logits, work + p.target,
+                            rows * p.n_out, p.loss.reduction)
+
+    # Backward: grad_out holds d loss / d (output of op i); overwrite (beta = 0) the
+    # parameter gradients, so no zeroing pass is needed.
+    for i in range(p.n_ops - 1, -1, -1):
+        op = &p.ops[i]
+        inp = x if i == 0 else work + p.ops[i - 1].output
+        if op.kind == OP_DENSE:
+            dense_backward_ptr(grads + op.weight,
+                               grads + op.bias if op.bias >= 0 else <floating*>NULL,
+                               grad_in if i > 0 else <floating*>NULL,
+                               grad_out, inp, params + op.weight,
+                               <int>rows, <int>op.n_in, <int>op.n_out, 0)
+            swap = grad_out
+            grad_out = grad_in
+            grad_in = swap
+        elif i > 0:
+            activation_backward(op.activation, grad_out, grad_out, inp, work + op.output,
+                                rows, op.n_out, op.slope)
+
+    for i in range(p.n_spans):
+        span = &p.spans[i]
+        optimizer_step_ptr(&p.configs[span.group], params + span.offset,
+                           state_at(<floating*>p.state[0], span.offset),
+                           state_at(<floating*>p.state[1], span.offset),
+                           state_at(<floating*>p.state[2], span.offset),
+                           grads + span.offset, span.length, step)
+    return loss
+
+
+cdef inline floating* state_at(floating* state, Py_ssize_t offset) noexcept nogil:
+    return state + offset if state != NULL else NULL
+
+
+cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const int64_t* order,
+                              Py_ssize_t n_rows, Py_ssize_t first_batch, Py_ssize_t n_batches,
+                              long step, double* losses, int64_t* correct,
+                              Py_ssize_t* bad_row) noexcept nogil:
+    """Run up to n_batches steps from batch first_batch of the (optionally permuted) data;
+    losses[k] gets batch k's loss, correct[k] its correctly classified rows. Returns the number of steps run: fewer when a batch holds
+    a NaN/inf, whose row in X is then written to bad_row (else bad_row is -1)."""
+    cdef floating* work = <floating*>p.work
+    cdef Py_ssize_t k, r, start, rows
+    bad_row[0] = -1
+    for k in range(n_batches):
+        start = (first_batch + k) * p.batch
+        rows = min(p.batch, n_rows - start)
+        bad_row[0] = gather_rows(work, X, order, start, rows, p.n_in)
+        if bad_row[0] >= 0:
+            return k
+        if p.loss.kind == LOSS_CROSS_ENTROPY:
+            for r in range(rows):
+                p.class_target[r] = (<const int64_t*>y)[order[start + r] if order != NULL
+                                                        else start + r]
+        else:
+            gather_rows(work + p.target, <const floating*>y, order, start, rows, p.n_out)
+        losses[k] = train_step(p, work, rows, step + k, &correct[k])
+    return n_batches
+
+
+cdef Py_ssize_t predict_rows(Plan* p, const floating* X, floating* out,
+                             Py_ssize_t n_rows) noexcept nogil:
+    """Model outputs for every row of X, B rows at a time; -1 or the first non-finite row."""
+    cdef floating* work = <floating*>p.work
+    cdef Py_ssize_t start = 0, rows, bad
+    cdef const floating* last
+    while start < n_rows:
+        rows = min(p.batch, n_rows - start)
+        bad = gather_rows(work, X, NULL, start, rows, p.n_in)
+        if bad >= 0:
+            return bad
+        forward_pass(p, work, rows)
+        last = work + p.ops[p.n_ops - 1].output
+        memcpy(out + start * p.n_out, last, rows * p.n_out * sizeof(floating))
+        start += rows
+    return -1
+
+
+cdef size_t address(object array):
+    return 0 if array is None else <size_t>array.ctypes.data
+
+
+cdef class StepRunner:
+    """A compiled plan of a Sequential for batches of up to `batch_size` rows.
+
+    With a loss and an optimizer it trains (`train_batches`); without, it only predicts.
+    Arguments are validated by the caller (cnet.trainer): this class trusts them.
+    """
+    cdef Plan plan
+    cdef bint is_double
+    cdef object keep    # the arrays the plan points into
+    cdef object optimizer
+
+    def __cinit__(self):
+        self.plan.ops = NULL
+        self.plan.spans = NULL
+        self.plan.configs = NULL
+
+    def __init__(self, model, Py_ssize_t batch_size, loss=None, optimizer=None):
+        cdef Op* op
+        dtype = model.dtype
+        self.is_double = dtype == np.float64
+        layers = model.layers
+        self.plan.n_ops = len(layers)
+        self.plan.ops = <Op*>malloc(len(layers) * sizeof(Op))
+        self.plan.batch = batch_size
+        self.plan.n_in = model.in_features
+        self.plan.n_out = model.out_features
+        params = dict(model.named_parameters())
+        offset = batch_size * model.in_features    # the gathered batch comes first
+        width = model.in_features
+        max_width = width
+        for i, layer in enumerate(layers):
+            op = &self.plan.ops[i]
+            weight = params.get(f"{i}.weight")
+            bias = params.get(f"{i}.bias")
+            op.kind = OP_DENSE if weight is not None else OP_ACTIVATION
+            op.activation = layer.kind if op.kind == OP_ACTIVATION else 0
+            op.slope = getattr(layer, "negative_slope", 0.0)
+            op.n_in = width
+            width = layer.output_width(width)
+            op.n_out = width
+            op.weight = weight.offset if weight is not None else -1
+            op.bias = bias.offset if bias is not None else -1
+            op.output = offset
+            offset += batch_size * width
+            max_width = max(max_width, width)
+        self.plan.grad_a = offset
+        self.plan.grad_b = offset + batch_size * max_width
+        self.plan.target = offset + 2 * batch_size * max_width if loss is not None else offset
+        work = np.zeros(self.plan.target + batch_size * model.out_features, dtype)
+        class_target = np.zeros(batch_size, np.int64)
+        self.keep = [model.flat_data, model.flat_grad, work, class_target]
+        self.plan.params = <void*>address(model.flat_data)
+        self.plan.grads = <void*>address(model.flat_grad)
+        self.plan.work = <void*>address(work)
+        self.plan.class_target = <int64_t*>address(class_target)
+        self.plan.state[0] = self.plan.state[1] = self.plan.state[2] = NULL
+        if loss is not None:
+            self._set_loss(loss, dtype)
+        self.optimizer = optimizer
+        if optimizer is not None:
+            self._set_optimizer(optimizer)
+
+    def _set_loss(self, loss, dtype):
+        spec = loss._kernel_spec()
+        self.plan.loss.kind = LOSS_CROSS_ENTROPY if spec["kind"] == "cross_entropy" else LOSS_MSE
+        self.plan.loss.reduction = spec.get("reduction", REDUCTION_MEAN)
+        self.plan.loss.ignore_index = spec.get("ignore_index", -100)
+        self.plan.loss.label_smoothing = spec.get("label_smoothing", 0.0)
+        weight = spec.get("weight")
+        if weight is not None:
+            weight = np.ascontiguousarray(weight, dtype)
+            self.keep.append(weight)
+        self.plan.loss.weight = <void*>address(weight)
+
+    def _set_optimizer(self, optimizer):
+        for i, state in enumerate(optimizer.state.values()):
+            self.keep.append(state)
+            self.plan.state[i] = <void*>address(state)
+        groups = optimizer.kernel_groups()
+        spans = [(offset, length, g) for g, (_, group_spans) in enumerate(groups)
+                 for offset, length in group_spans]
+        self.plan.spans = <Span*>malloc(len(spans) * sizeof(Span))
+        self.plan.n_spans = len(spans)
+        for i, (offset, length, g) in enumerate(spans):
+            self.plan.spans[i].offset = offset
+            self.plan.spans[i].length = length
+            self.plan.spans[i].group = g
+        self.plan.configs = <OptimConfig*>malloc(len(groups) * sizeof(OptimConfig))
+        self.refresh_optimizer()
+
+    def refresh_optimizer(self):
+        """Re-read the optimizer's hyper-parameters (a scheduler or the user may change lr)."""
+        cdef OptimConfig* c
+        for g, (config, _) in enumerate(self.optimizer.kernel_groups()):
+            c = &self.plan.configs[g]
+            c.kind = config["kind"]
+            c.lr = config["lr"]
+            c.weight_decay = config.get("weight_decay", 0.0)
+            c.momentum = config.get("momentum", 0.0)
+            c.dampening = config.get("dampening", 0.0)
+            c.beta1 = config.get("beta1", 0.0)
+            c.beta2 = config.get("beta2", 0.0)
+            c.eps = config.get("eps", 0.0)
+            c.nesterov = config.get("nesterov", False)
+            c.amsgrad = config.get("amsgrad", False)
+            c.decoupled_weight_decay = config.get("decoupled_weight_decay", False)
+
+    def train_batches(self, X, y, order, Py_ssize_t first_batch, Py_ssize_t n_batches,
+                      double[::1] losses, int64_t[::1] correct):
+        """Train on batches first_batch .. first_batch + n_batches - 1 of X[order] (order may
+        be None for the natural order), writing each batch's loss and, for classification,
+        its number of correct predictions.
+        Returns (steps run, -1 or the row of X holding the NaN/inf that stopped the run)."""
+        cdef const void* X_ = <void*>address(X)
+        cdef const void* y_ = <void*>address(y)
+        cdef const int64_t* order_ = <int64_t*>address(order)
+        cdef Py_ssize_t n_rows = X.shape[0], done, bad
+        cdef long step = self.optimizer.step_count + 1
+        self.refresh_optimizer()
+        with nogil:
+            if self.is_double:
+                done = train_batches[double](&self.plan, <const double*>X_, y_, order_, n_rows,
+                                             first_batch, n_batches, step, &losses[0], &correct[0],
+                                             &bad)
+            else:
+                done = train_batches[float](&self.plan, <const float*>X_, y_, order_, n_rows,
+                                            first_batch, n_batches, step, &losses[0], &correct[0],
+                                             &bad)
+        self.optimizer.step_count += done
+        return done, bad
+
+    def predict(self, X, out):
+        """Write the model's output for every row of X into out; -1 or a non-finite row."""
+        cdef const void* X_ = <void*>address(X)
+        cdef void* out_ = <void*>address(out)
+        cdef Py_ssize_t n_rows = X.shape[0], bad
+        with nogil:
+            if self.is_double:
+                bad = predict_rows[double](&self.plan, <const double*>X_, <double*>out_, n_rows)
+            else:
+                bad = predict_rows[float](&self.plan, <const float*>X_, <float*>out_, n_rows)
+        return bad
+
+    def __dealloc__(self):
+        free(self.plan.ops)
+        free(self.plan.spans)
+        free(self.plan.configs)

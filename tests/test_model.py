@@ -1,0 +1,149 @@
+"""Sequential: the arena, parameters, state dicts and the manual forward/backward path."""
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import cnet
+from cnet import CrossEntropyLoss, Dense, LeakyReLU, MSELoss, ReLU, Sequential, Sigmoid, Tanh
+from helpers import numerical_gradient
+
+
+def mlp(dtype="float64", seed=0):
+    return Sequential(Dense(5, 7), Tanh(), Dense(7, 6), LeakyReLU(0.1), Dense(6, 4), Sigmoid(),
+                      Dense(4, 3), ReLU(), Dense(3, 3), dtype=dtype, seed=seed)
+
+
+def test_parameters_are_views_into_one_flat_arena():
+    model = mlp()
+    params = list(model.parameters())
+    assert sum(p.size for p in params) == model.flat_data.size == model.flat_grad.size
+    for p in params:
+        assert np.shares_memory(p.data, model.flat_data)
+        assert np.shares_memory(p.grad, model.flat_grad)
+    model.flat_data[:] = np.arange(model.flat_data.size)
+    assert model[0].weight.data[0, 1] == 1.0   # (out, in) layout, row-major in the arena
+
+
+def test_state_dict_keys_shapes_and_round_trip():
+    model = mlp()
+    state = model.state_dict()
+    assert list(state)[:4] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert state["0.weight"].shape == (7, 5)
+    other = mlp(seed=1)
+    assert not np.array_equal(other.flat_data, model.flat_data)
+    other.load_state_dict(state)
+    assert np.array_equal(other.flat_data, model.flat_data)
+
+
+def test_same_seed_same_weights_and_torch_style_init():
+    a, b = mlp(seed=3), mlp(seed=3)
+    assert np.array_equal(a.flat_data, b.flat_data)
+    bound = 1 / np.sqrt(5)
+    assert np.all(np.abs(a[0].weight.data) <= bound)
+    assert a[0].weight.data.std() > bound / 4
+
+
+def test_backward_matches_finite_differences_for_every_layer():
+    model = mlp()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 5))
+    y = np.array([0, 2, 1, 2])
+    loss_fn = CrossEntropyLoss()
+
+    def objective():
+        return loss_fn(model(x), y)
+
+    objective()
+    model.zero_grad()
+    grad_x = model.backward(loss_fn.backward())
+    for name, p in model.named_parameters():
+        assert_allclose(p.grad, numerical_gradient(objective, p.data), rtol=1e-5, atol=1e-8,
+                        err_msg=name)
+    assert_allclose(grad_x, numerical_gradient(objective, x), rtol=1e-5, atol=1e-8)
+
+
+def test_backward_accumulates_until_zero_grad():
+    model = mlp()
+    x = np.random.default_rng(2).standard_normal((3, 5))
+    loss_fn = MSELoss()
+    target = np.zeros((3, 3))
+    for _ in range(2):
+        loss_fn(model(x), target)
+        model.backward(loss_fn.backward())
+    twice = model.flat_grad.copy()
+    model.zero_grad()
+    assert not model.flat_grad.any()
+    loss_fn(model(x), target)
+    model.backward(loss_fn.backward())
+    assert_allclose(twice, 2 * model.flat_grad)
+
+
+def test_float32_model_computes_in_float32():
+    model = mlp("float32")
+    out = model(np.ones((2, 5)))
+    assert out.dtype == np.float32 and model.flat_data.dtype == np.float32
+
+
+@pytest.mark.parametrize("x, error, match", [
+    (np.ones((3, 4)), ValueError, "expected 5 features, got 4"),
+    (np.ones(5), ValueError, "2-D"),
+    (np.ones((0, 5)), ValueError, "at least one row"),
+    (np.array([[np.nan, 0, 0, 0, 0]]), ValueError, "finite.*row 0"),
+    (np.array([[0, 0, 0, 0, np.inf]]), ValueError, "finite"),
+    (np.ones((2, 5), np.float16), TypeError, "float16"),
+    (np.ones((2, 5), np.complex128), TypeError, "complex128"),
+    (np.array([["a"] * 5]), TypeError, "x:"),
+])
+def test_forward_rejects_bad_input(x, error, match):
+    with pytest.raises(error, match=match):
+        mlp()(x)
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: Dense(0, 3), ValueError, "in_features"),
+    (lambda: Dense(3, -1), ValueError, "out_features"),
+    (lambda: Dense(2.5, 3), TypeError, "in_features"),
+    (lambda: Sequential(Dense(3, 4), Dense(5, 2)), ValueError, "5 input features"),
+    (lambda: Sequential(Dense(3, 4), dtype="float16"), TypeError, "dtype"),
+    (lambda: Sequential(), ValueError, "at least one layer"),
+    (lambda: Sequential(Dense(3, 4), "relu"), TypeError, r"layers\[1\]"),
+])
+def test_bad_construction_is_rejected(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_shared_layer_object_is_rejected():
+    layer = Dense(3, 3)
+    with pytest.raises(ValueError, match="appears twice"):
+        Sequential(layer, ReLU(), layer)
+
+
+@pytest.mark.parametrize("mutate, error, match", [
+    (lambda s: s.pop("2.bias"), ValueError, "missing keys.*2.bias"),
+    (lambda s: s.update({"9.weight": np.ones(2)}), ValueError, "unexpected keys.*9.weight"),
+    (lambda s: s.update({"0.weight": np.ones((5, 7))}), ValueError, r"0.weight.*\(7, 5\)"),
+    (lambda s: s.update({"0.bias": np.full(7, np.nan)}), ValueError, "finite"),
+    (lambda s: s.update({"0.bias": np.array(["x"] * 7)}), TypeError, "0.bias"),
+])
+def test_load_state_dict_rejects_bad_state_and_writes_nothing(mutate, error, match):
+    model = mlp()
+    before = model.flat_data.copy()
+    state = mlp(seed=5).state_dict()
+    mutate(state)
+    with pytest.raises(error, match=match):
+        model.load_state_dict(state)
+    assert np.array_equal(model.flat_data, before)
+
+
+def test_step_layer_forward_only():
+    model = Sequential(Dense(2, 1), cnet.Step(), seed=0)
+    out = model(np.array([[1.0, 2.0], [-3.0, -4.0]]))
+    assert set(np.unique(out)) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="Step has no gradient"):
+        model.backward(np.ones_like(out))
+
+
+def test_unbound_dense_explains_itself():
+    with pytest.raises(ValueError, match="Sequential"):
+        Dense(2, 3)(np.ones((1, 2), np.float32))

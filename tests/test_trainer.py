@@ -1,0 +1,175 @@
+"""Trainer: the compiled step runner against the manual loop, learning, and input checks."""
+import re
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from cnet import (CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Sigmoid, Tanh, Trainer,
+                  cli, optim)
+from cnet.data import load_digits
+
+
+def classifier(dtype="float64", seed=0):
+    return Sequential(Dense(6, 8), ReLU(), Dense(8, 5), Tanh(), Dense(5, 4), dtype=dtype, seed=seed)
+
+
+def data(n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 6)), rng.integers(0, 4, n)
+
+
+OPTIMIZERS = [
+    lambda p: optim.SGD(p, lr=0.1),
+    lambda p: optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda p: optim.Adam(p, lr=1e-2, amsgrad=True),
+    lambda p: optim.AdamW(p, lr=1e-2),
+]
+
+
+@pytest.mark.parametrize("make_optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fit_matches_the_manual_loop(make_optimizer, shuffle):
+    X, y = data()
+    batch, epochs, seed = 16, 3, 7
+    fitted, manual = classifier(), classifier()
+    Trainer(fitted, CrossEntropyLoss(), make_optimizer(fitted.parameters())).fit(
+        X, y, epochs=epochs, batch_size=batch, shuffle=shuffle, seed=seed, verbose=0)
+
+    opt, loss_fn = make_optimizer(manual.parameters()), CrossEntropyLoss()
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(X)) if shuffle else np.arange(len(X))
+        for start in range(0, len(X), batch):
+            rows = order[start:start + batch]
+            opt.zero_grad()
+            loss_fn(manual(X[rows]), y[rows])
+            manual.backward(loss_fn.backward())
+            opt.step()
+    assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-9, atol=1e-12)
+    assert not np.array_equal(fitted.flat_data, classifier().flat_data)
+
+
+def test_fit_matches_manual_loop_for_mse_regression_float32():
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((40, 6)).astype(np.float32), rng.standard_normal((40, 2))
+    make = lambda: Sequential(Dense(6, 5), Tanh(), Dense(5, 2), seed=1)   # noqa: E731
+    fitted, manual = make(), make()
+    Trainer(fitted, MSELoss(), optim.Adam(fitted.parameters(), lr=1e-2)).fit(
+        X, Y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    opt, loss_fn = optim.Adam(manual.parameters(), lr=1e-2), MSELoss()
+    for _ in range(2):
+        for start in range(0, 40, 8):
+            opt.zero_grad()
+            loss_fn(manual(X[start:start + 8]), Y[start:start + 8])
+            manual.backward(loss_fn.backward())
+            opt.step()
+    assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_gives_the_same_training_run():
+    X, y = data()
+    runs = []
+    for _ in range(2):
+        model = classifier()
+        Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters())).fit(
+            X, y, epochs=2, batch_size=8, seed=11, verbose=0)
+        runs.append(model.flat_data.copy())
+    assert np.array_equal(runs[0], runs[1])
+
+
+def test_xor_is_learned_by_a_2_4_1_network():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float64)
+    y = np.array([[0], [1], [1], [0]], np.float64)
+    model = Sequential(Dense(2, 4), Tanh(), Dense(4, 1), Sigmoid(), dtype="float64", seed=0)
+    trainer = Trainer(model, MSELoss(), optim.SGD(model.parameters(), lr=0.5, momentum=0.9))
+    history = trainer.fit(X, y, epochs=500, batch_size=None, verbose=0)   # full batch
+    assert history.history["loss"][-1] < history.history["loss"][0] / 10
+    assert np.array_equal(trainer.predict(X) > 0.5, y > 0.5)
+
+
+def test_history_validation_and_batch_modes():
+    X, y = data(60)
+    model = classifier()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2))
+    history = trainer.fit(X, y, epochs=3, batch_size=1, validation_split=0.25, verbose=0)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history.epoch == [0, 1, 2] and all(len(v) == 3 for v in history.history.values())
+    assert trainer.optimizer.step_count == 3 * 45          # stochastic: one step per sample
+    full = trainer.fit(X, y, epochs=2, batch_size=None, verbose=0)
+    assert trainer.optimizer.step_count == 3 * 45 + 2      # full batch: one step per epoch
+    assert full.history["loss"][1] < full.history["loss"][0]
+    assert_allclose(trainer.evaluate(X, y)["accuracy"], np.mean(trainer.predict(X) == y))
+
+
+def test_predict_proba_rows_are_probabilities():
+    X, y = data()
+    model = classifier("float32")
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    proba = trainer.predict_proba(X)
+    assert proba.shape == (50, 4) and proba.dtype == np.float32
+    assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    assert np.array_equal(proba.argmax(axis=1), trainer.predict(X))
+
+
+@pytest.mark.parametrize("X, y, kwargs, error, match", [
+    (np.ones((5, 3)), np.zeros(5, int), {}, ValueError, "X: expected 6 features, got 3"),
+    (np.ones(6), np.zeros(1, int), {}, ValueError, "X: expected a 2-D array"),
+    (np.ones((5, 6)), np.zeros(4, int), {}, ValueError, "5"),
+    (np.ones((5, 6)), np.array([0, 1, 2, 3, 4]), {}, ValueError, r"\[0, 4\).*4 at row 4"),
+    (np.ones((5, 6)), np.array([0, 1, -2, 3, 0]), {}, ValueError, "-2"),
+    (np.ones((5, 6)), np.array([0, 1, 0.5, 3, 0]), {}, TypeError, "y: expected integer"),
+    (np.ones((0, 6)), np.zeros(0, int), {}, ValueError, "at least one row"),
+    (np.ones((5, 6), np.float16), np.zeros(5, int), {}, TypeError, "float16"),
+    (np.ones((5, 6)), np.zeros(5, int), {"batch_size": 0}, ValueError, "batch_size"),
+    (np.ones((5, 6)), np.zeros(5, int), {"epochs": 0}, ValueError, "epochs"),
+    (np.ones((5, 6)), np.zeros(5, int), {"validation_split": 1.5}, ValueError,
+     "validation_split"),
+])
+def test_fit_rejects_bad_input(X, y, kwargs, error, match):
+    model = classifier()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    before = model.flat_data.copy()
+    with pytest.raises(error, match=match):
+        trainer.fit(X, y, verbose=0, **kwargs)
+    assert np.array_equal(model.flat_data, before)
+
+
+def test_fit_names_the_row_holding_nan():
+    X, y = data()
+    X[37, 2] = np.nan
+    model = classifier()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    with pytest.raises(ValueError, match="X: expected finite values, got nan at row 37"):
+        trainer.fit(X, y, batch_size=10, shuffle=False, verbose=0)
+    X[37, 2] = -np.inf
+    with pytest.raises(ValueError, match="-inf at row 37"):
+        trainer.predict(X)
+
+
+def test_trainer_rejects_mismatched_parts():
+    model, other = classifier(), classifier()
+    with pytest.raises(ValueError, match="optimizer"):
+        Trainer(model, CrossEntropyLoss(), optim.SGD(other.parameters()))
+    with pytest.raises(TypeError, match="loss"):
+        Trainer(model, "cross_entropy", optim.SGD(model.parameters()))
+    with pytest.raises(ValueError, match="reduction"):
+        Trainer(model, CrossEntropyLoss(reduction="none"), optim.SGD(model.parameters())).fit(
+            *data(), verbose=0)
+
+
+def test_default_cli_network_reaches_95_percent_on_held_out_digits(capsys):
+    assert cli.main(["train"]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+    assert accuracy >= 0.95, out
+    assert "samples/s" in out and "Epoch 20/20" in out
+
+
+def test_digits_accuracy_through_the_api():
+    X, y = load_digits()
+    model = Sequential(Dense(64, 32), ReLU(), Dense(32, 10), seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2))
+    history = trainer.fit(X[:1500] / 16, y[:1500], epochs=5, batch_size=32, seed=0, verbose=0)
+    assert history.history["accuracy"][-1] > 0.9
+    assert trainer.evaluate(X[1500:] / 16, y[1500:])["accuracy"] > 0.85
