@@ -5,6 +5,8 @@ programmer would write them (vectorised, `out=` where NumPy offers it).
 """
 from cnet.reference.blas import matmul
 from cnet.reference.dense import dense_backward, dense_forward
+from cnet.reference.losses import mse_loss, softmax_cross_entropy
 from cnet.reference.optim import adam_step, sgd_step
 
-__all__ = ["matmul", "dense_forward", "dense_backward", "sgd_step", "adam_step"]
+__all__ = ["matmul", "dense_forward", "dense_backward", "sgd_step", "adam_step",
+           "softmax_cross_entropy", "mse_loss"]
