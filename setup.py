@@ -33,6 +33,7 @@ extensions = [
         f"cnet.{pyx.stem}",
         [str(pyx)],
         include_dirs=["src/cnet"],
+        depends=[str(h) for h in Path("src/cnet").glob("*.h")],
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

@@ -71,23 +71,21 @@ ctypedef struct Plan:
     OptimConfig* configs
 
 
+cdef extern from "kernels.h" nogil:
+    Py_ssize_t cnet_gather_rows_f32(float* dst, const float* src, const int64_t* order,
+                                    Py_ssize_t start, Py_ssize_t rows, Py_ssize_t width)
+    Py_ssize_t cnet_gather_rows_f64(double* dst, const double* src, const int64_t* order,
+                                    Py_ssize_t start, Py_ssize_t rows, Py_ssize_t width)
+
+
 cdef inline Py_ssize_t gather_rows(floating* dst, const floating* src, const int64_t* order,
                                    Py_ssize_t start, Py_ssize_t rows,
                                    Py_ssize_t width) noexcept nogil:
     """Copy rows order[start:start+rows] of src into dst; the first non-finite row or -1."""
-    cdef Py_ssize_t r, j, row
-    cdef floating probe
-    cdef const floating* s
-    for r in range(rows):
-        row = order[start + r] if order != NULL else start + r
-        s = src + row * width
-        memcpy(dst + r * width, s, width * sizeof(floating))
-        probe = 0
-        for j in range(width):
-            probe += s[j] * 0   # NaN (never 0) when s[j] is NaN or inf
-        if probe != 0:
-            return row
-    return -1
+    if floating is float:
+        return cnet_gather_rows_f32(dst, src, order, start, rows, width)
+    else:
+        return cnet_gather_rows_f64(dst, src, order, start, rows, width)
 
 
 cdef void forward_pass(Plan* p, floating* x, Py_ssize_t rows) noexcept nogil:

@@ -5,9 +5,27 @@ implementations (torch/optim/sgd.py, adam.py), so trajectories agree to round-of
 `step` counts from 1 (the first update is step 1), as PyTorch's state["step"] does.
 """
 from cython cimport floating
-from libc.math cimport pow, sqrt, sqrtf
+from libc.math cimport pow, sqrt
 
 from cnet._memview cimport ptr1, cptr1
+
+
+cdef extern from "kernels.h" nogil:
+    void cnet_sgd_f32(float* param, float* momentum_buffer, const float* grad, Py_ssize_t n,
+                      float lr, float momentum, float keep, float weight_decay,
+                      int first_step, int nesterov)
+    void cnet_sgd_f64(double* param, double* momentum_buffer, const double* grad, Py_ssize_t n,
+                      double lr, double momentum, double keep, double weight_decay,
+                      int first_step, int nesterov)
+    void cnet_adam_f32(float* param, float* exp_avg, float* exp_avg_sq, float* max_exp_avg_sq,
+                       const float* grad, Py_ssize_t n, float step_size, float bc2_sqrt,
+                       float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
+                       float weight_decay, float decay, int amsgrad, int decoupled)
+    void cnet_adam_f64(double* param, double* exp_avg, double* exp_avg_sq,
+                       double* max_exp_avg_sq, const double* grad, Py_ssize_t n,
+                       double step_size, double bc2_sqrt, double one_minus_beta1, double beta2,
+                       double one_minus_beta2, double eps, double weight_decay, double decay,
+                       int amsgrad, int decoupled)
 
 
 cdef void sgd_step_ptr(floating* param,              # (n,) in/out
@@ -15,20 +33,13 @@ cdef void sgd_step_ptr(floating* param,              # (n,) in/out
                        const floating* grad,         # (n,)
                        Py_ssize_t n, long step, double lr, double momentum, double dampening,
                        double weight_decay, bint nesterov) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating g, buf
-    cdef floating lr_ = <floating>lr, wd = <floating>weight_decay
-    cdef floating mom = <floating>momentum, keep = <floating>(1 - dampening)
-    for i in range(n):
-        g = grad[i]
-        if weight_decay != 0:
-            g = g + wd * param[i]
-        if momentum != 0:
-            # PyTorch starts the buffer as a copy of the first gradient (no dampening).
-            buf = g if step == 1 else mom * momentum_buffer[i] + keep * g
-            momentum_buffer[i] = buf
-            g = g + mom * buf if nesterov else buf
-        param[i] = param[i] - lr_ * g
+    # The loop is in kernels.h, where it vectorises with runtime CPU dispatch.
+    if floating is float:
+        cnet_sgd_f32(param, momentum_buffer, grad, n, lr, momentum, 1 - dampening,
+                     weight_decay, step == 1, nesterov)
+    else:
+        cnet_sgd_f64(param, momentum_buffer, grad, n, lr, momentum, 1 - dampening,
+                     weight_decay, step == 1, nesterov)
 
 
 cdef void adam_step_ptr(floating* param,             # (n,) in/out
@@ -40,35 +51,16 @@ cdef void adam_step_ptr(floating* param,             # (n,) in/out
                         double eps, double weight_decay, bint amsgrad,
                         bint decoupled) noexcept nogil:
     """Adam, or AdamW when `decoupled` (weight decay applied to the parameter, not the gradient)."""
-    cdef Py_ssize_t i
-    cdef floating g, m, v, denom
-    cdef double bias_correction1 = 1 - pow(beta1, <double>step)
-    cdef double bias_correction2 = 1 - pow(beta2, <double>step)
-    cdef floating step_size = <floating>(lr / bias_correction1)
-    cdef floating bc2_sqrt = <floating>sqrt(bias_correction2)
-    cdef floating one_minus_beta1 = <floating>(1 - beta1)
-    cdef floating b2 = <floating>beta2, one_minus_beta2 = <floating>(1 - beta2)
-    cdef floating eps_ = <floating>eps, wd = <floating>weight_decay
-    cdef floating decay = <floating>(1 - lr * weight_decay)
-    for i in range(n):
-        g = grad[i]
-        if decoupled:
-            param[i] = param[i] * decay
-        elif weight_decay != 0:
-            g = g + wd * param[i]
-        m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
-        v = exp_avg_sq[i] * b2 + one_minus_beta2 * (g * g)
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if amsgrad:
-            if v > max_exp_avg_sq[i]:
-                max_exp_avg_sq[i] = v
-            v = max_exp_avg_sq[i]
-        if floating is float:
-            denom = sqrtf(v) / bc2_sqrt + eps_
-        else:
-            denom = sqrt(v) / bc2_sqrt + eps_
-        param[i] = param[i] - step_size * (m / denom)
+    # Scalars in double, as PyTorch computes them; the loop runs in the element type.
+    cdef double step_size = lr / (1 - pow(beta1, <double>step))
+    cdef double bc2_sqrt = sqrt(1 - pow(beta2, <double>step))
+    cdef double decay = 1 - lr * weight_decay
+    if floating is float:
+        cnet_adam_f32(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, n, step_size, bc2_sqrt,
+                      1 - beta1, beta2, 1 - beta2, eps, weight_decay, decay, amsgrad, decoupled)
+    else:
+        cnet_adam_f64(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, n, step_size, bc2_sqrt,
+                      1 - beta1, beta2, 1 - beta2, eps, weight_decay, decay, amsgrad, decoupled)
 
 
 cdef void optimizer_step_ptr(const OptimConfig* c, floating* param, floating* state0,
