@@ -3,10 +3,17 @@
 They are the test oracle and the benchmark baseline, written the way a careful NumPy
 programmer would write them (vectorised, `out=` where NumPy offers it).
 """
+from cnet.reference.activations import (
+    identity_backward, identity_forward, leaky_relu_backward, leaky_relu_forward,
+    relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, softmax_backward,
+    softmax_forward, step_forward, tanh_backward, tanh_forward)
 from cnet.reference.blas import matmul
 from cnet.reference.dense import dense_backward, dense_forward
 from cnet.reference.losses import mse_loss, softmax_cross_entropy
 from cnet.reference.optim import adam_step, sgd_step
 
 __all__ = ["matmul", "dense_forward", "dense_backward", "sgd_step", "adam_step",
-           "softmax_cross_entropy", "mse_loss"]
+           "softmax_cross_entropy", "mse_loss",
+           "identity_forward", "identity_backward", "relu_forward", "relu_backward",
+           "leaky_relu_forward", "leaky_relu_backward", "sigmoid_forward", "sigmoid_backward",
+           "tanh_forward", "tanh_backward", "step_forward", "softmax_forward", "softmax_backward"]
