@@ -169,8 +169,9 @@ class CrossEntropyLoss(_Loss):
 
     def _kernel_spec(self):
         """What the step runner needs to run this loss itself (weight still float64)."""
-        return {"kind": "cross_entropy", "weight": self.weight, "ignore_index": self.ignore_index,
-                "label_smoothing": self.label_smoothing, "reduction": self._code}
+        return {"kind": _losses.LOSS_CROSS_ENTROPY, "weight": self.weight,
+                "ignore_index": self.ignore_index, "label_smoothing": self.label_smoothing,
+                "reduction": self._code}
 
 
 class MSELoss(_Loss):
@@ -213,4 +214,4 @@ class MSELoss(_Loss):
 
     def _kernel_spec(self):
         """What the step runner needs to run this loss itself."""
-        return {"kind": "mse", "reduction": self._code}
+        return {"kind": _losses.LOSS_MSE, "reduction": self._code}

@@ -288,11 +288,11 @@ def test_kernel_specs():
     weight = [1.0, 2.0, 3.0]
     spec = CrossEntropyLoss(weight, ignore_index=2, reduction="sum",
                             label_smoothing=0.1)._kernel_spec()
-    assert spec["kind"] == "cross_entropy" and spec["ignore_index"] == 2
+    assert spec["kind"] == _losses.LOSS_CROSS_ENTROPY and spec["ignore_index"] == 2
     assert spec["label_smoothing"] == 0.1 and spec["reduction"] == SUM
     assert spec["weight"].dtype == np.float64 and spec["weight"].tolist() == weight
     assert CrossEntropyLoss()._kernel_spec()["weight"] is None
-    assert MSELoss()._kernel_spec() == {"kind": "mse", "reduction": MEAN}
+    assert MSELoss()._kernel_spec() == {"kind": _losses.LOSS_MSE, "reduction": MEAN}
 
 
 def test_validate_target_converts_once():

@@ -18,16 +18,12 @@ import numpy as np
 
 from cnet._activations cimport activation_backward, activation_forward
 from cnet._dense cimport dense_backward_ptr, dense_forward_ptr
-from cnet._losses cimport (REDUCTION_MEAN, mse_loss_ptr, softmax_cross_entropy_ptr)
+from cnet._losses cimport LOSS_CROSS_ENTROPY, LossConfig, loss_ptr
 from cnet._optim cimport OptimConfig, optimizer_step_ptr
 
 cdef enum:
     OP_DENSE = 0
     OP_ACTIVATION = 1
-
-cdef enum:
-    LOSS_CROSS_ENTROPY = 0
-    LOSS_MSE = 1
 
 ctypedef struct Op:
     int kind               # OP_DENSE or OP_ACTIVATION
@@ -44,13 +40,6 @@ ctypedef struct Span:
     Py_ssize_t length
     int group              # index into the optimizer configs
 
-ctypedef struct Loss:
-    int kind
-    int reduction
-    int64_t ignore_index
-    double label_smoothing
-    void* weight           # (C,) class weights or NULL
-
 ctypedef struct Plan:
     Op* ops
     int n_ops
@@ -65,7 +54,7 @@ ctypedef struct Plan:
     Py_ssize_t grad_b
     Py_ssize_t target      # workspace offset of float targets (MSE)
     int64_t* class_target  # (B,) gathered class indices (cross-entropy)
-    Loss loss
+    LossConfig loss
     Span* spans
     int n_spans
     OptimConfig* configs
@@ -144,15 +133,11 @@ cdef double train_step(Plan* p, floating* x, Py_ssize_t rows, long step,
 
     forward_pass(p, x, rows)
     logits = work + p.ops[p.n_ops - 1].output
-    if p.loss.kind == LOSS_CROSS_ENTROPY:
-        loss = softmax_cross_entropy_ptr(grad_out, <floating*>NULL, logits, p.class_target,
-                                         <floating*>p.loss.weight, rows, p.n_out,
-                                         p.loss.ignore_index, p.loss.label_smoothing,
-                                         p.loss.reduction)
+    if p.loss.class_targets:
+        loss = loss_ptr(&p.loss, grad_out, logits, p.class_target, rows, p.n_out)
         correct[0] = count_correct(logits, p.class_target, rows, p.n_out, p.loss.ignore_index)
     else:
-        loss = mse_loss_ptr(grad_out, <floating*>NULL, logits, work + p.target,
-                            rows * p.n_out, p.loss.reduction)
+        loss = loss_ptr(&p.loss, grad_out, logits, work + p.target, rows, p.n_out)
 
     # Backward: grad_out holds d loss / d (output of op i); overwrite (beta = 0) the
     # parameter gradients, so no zeroing pass is needed.
@@ -202,7 +187,7 @@ cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const i
         bad_row[0] = gather_rows(work, X, order, start, rows, p.n_in)
         if bad_row[0] >= 0:
             return k
-        if p.loss.kind == LOSS_CROSS_ENTROPY:
+        if p.loss.class_targets:
             for r in range(rows):
                 p.class_target[r] = (<const int64_t*>y)[order[start + r] if order != NULL
                                                         else start + r]
@@ -298,8 +283,9 @@ cdef class StepRunner:
 
     def _set_loss(self, loss, dtype):
         spec = loss._kernel_spec()
-        self.plan.loss.kind = LOSS_CROSS_ENTROPY if spec["kind"] == "cross_entropy" else LOSS_MSE
-        self.plan.loss.reduction = spec.get("reduction", REDUCTION_MEAN)
+        self.plan.loss.kind = spec["kind"]
+        self.plan.loss.class_targets = spec["kind"] == LOSS_CROSS_ENTROPY
+        self.plan.loss.reduction = spec["reduction"]
         self.plan.loss.ignore_index = spec.get("ignore_index", -100)
         self.plan.loss.label_smoothing = spec.get("label_smoothing", 0.0)
         weight = spec.get("weight")

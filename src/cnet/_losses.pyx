@@ -107,6 +107,20 @@ cdef double mse_loss_ptr(floating* dinput,          # (N,) out, or NULL to skip
     return total / n if reduction == REDUCTION_MEAN else total
 
 
+cdef double loss_ptr(const LossConfig* c,
+                     floating* grad,            # (rows, cols) out: d loss / d output
+                     const floating* output,    # (rows, cols)
+                     const void* target,        # (rows,) int64 or (rows, cols) floating
+                     Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """The reduced loss of one batch and its gradient, for the step runner."""
+    if c.kind == LOSS_CROSS_ENTROPY:
+        return softmax_cross_entropy_ptr(grad, <floating*>NULL, output, <const int64_t*>target,
+                                         <const floating*>c.weight, rows, cols,
+                                         c.ignore_index, c.label_smoothing, c.reduction)
+    return mse_loss_ptr(grad, <floating*>NULL, output, <const floating*>target, rows * cols,
+                        c.reduction)
+
+
 def softmax_cross_entropy(dlogits, losses, logits, target, weight=None, ignore_index=-100,
                           label_smoothing=0.0, reduction=REDUCTION_MEAN):
     """Cross-entropy of logits (B, C) against class indices target (int64, (B,)): returns the
