@@ -18,8 +18,8 @@ import numpy as np
 
 from cnet._activations cimport activation_backward, activation_forward
 from cnet._dense cimport dense_backward_ptr, dense_forward_ptr
-from cnet._losses cimport LOSS_CROSS_ENTROPY, LossConfig, loss_ptr
-from cnet._optim cimport OptimConfig, optimizer_step_ptr
+from cnet._losses cimport LossConfig, fill_loss_config, loss_ptr
+from cnet._optim cimport OptimConfig, fill_optim_config, optimizer_step_ptr
 
 cdef enum:
     OP_DENSE = 0
@@ -276,23 +276,10 @@ cdef class StepRunner:
         self.plan.class_target = <int64_t*>address(class_target)
         self.plan.state[0] = self.plan.state[1] = self.plan.state[2] = NULL
         if loss is not None:
-            self._set_loss(loss, dtype)
+            self.keep += fill_loss_config(&self.plan.loss, loss, dtype)
         self.optimizer = optimizer
         if optimizer is not None:
             self._set_optimizer(optimizer)
-
-    def _set_loss(self, loss, dtype):
-        spec = loss._kernel_spec()
-        self.plan.loss.kind = spec["kind"]
-        self.plan.loss.class_targets = spec["kind"] == LOSS_CROSS_ENTROPY
-        self.plan.loss.reduction = spec["reduction"]
-        self.plan.loss.ignore_index = spec.get("ignore_index", -100)
-        self.plan.loss.label_smoothing = spec.get("label_smoothing", 0.0)
-        weight = spec.get("weight")
-        if weight is not None:
-            weight = np.ascontiguousarray(weight, dtype)
-            self.keep.append(weight)
-        self.plan.loss.weight = <void*>address(weight)
 
     def _set_optimizer(self, optimizer):
         for i, state in enumerate(optimizer.state.values()):
@@ -312,20 +299,8 @@ cdef class StepRunner:
 
     def refresh_optimizer(self):
         """Re-read the optimizer's hyper-parameters (a scheduler or the user may change lr)."""
-        cdef OptimConfig* c
         for g, (config, _) in enumerate(self.optimizer.kernel_groups()):
-            c = &self.plan.configs[g]
-            c.kind = config["kind"]
-            c.lr = config["lr"]
-            c.weight_decay = config.get("weight_decay", 0.0)
-            c.momentum = config.get("momentum", 0.0)
-            c.dampening = config.get("dampening", 0.0)
-            c.beta1 = config.get("beta1", 0.0)
-            c.beta2 = config.get("beta2", 0.0)
-            c.eps = config.get("eps", 0.0)
-            c.nesterov = config.get("nesterov", False)
-            c.amsgrad = config.get("amsgrad", False)
-            c.decoupled_weight_decay = config.get("decoupled_weight_decay", False)
+            fill_optim_config(&self.plan.configs[g], config)
 
     def train_batches(self, X, y, order, Py_ssize_t first_batch, Py_ssize_t n_batches,
                       double[::1] losses, int64_t[::1] correct):

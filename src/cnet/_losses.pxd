@@ -28,5 +28,7 @@ ctypedef struct LossConfig:
     double label_smoothing
     void* weight              # (C,) class weights in the element type, or NULL
 
+cdef object fill_loss_config(LossConfig* config, object loss, object dtype)
+
 cdef double loss_ptr(const LossConfig* config, floating* grad, const floating* output,
                      const void* target, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil

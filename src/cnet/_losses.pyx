@@ -4,6 +4,8 @@ from cython cimport floating
 from libc.math cimport exp, log
 from libc.stdint cimport int64_t
 
+import numpy as np
+
 from cnet._memview cimport ptr1, ptr2, cptr1, cptr2
 
 # The reduction codes the kernels take, by PyTorch's names.
@@ -105,6 +107,22 @@ cdef double mse_loss_ptr(floating* dinput,          # (N,) out, or NULL to skip
         if dinput != NULL:
             dinput[i] = <floating>(scale * d)
     return total / n if reduction == REDUCTION_MEAN else total
+
+
+cdef object fill_loss_config(LossConfig* c, object loss, object dtype):
+    """Fill c from a loss object's _kernel_spec(); returns the arrays c points into, which
+    the caller must keep alive (weights converted to the model's dtype)."""
+    spec = loss._kernel_spec()
+    c.kind = spec["kind"]
+    c.class_targets = spec["kind"] == LOSS_CROSS_ENTROPY
+    c.reduction = spec["reduction"]
+    c.ignore_index = spec.get("ignore_index", -100)
+    c.label_smoothing = spec.get("label_smoothing", 0.0)
+    weight = spec.get("weight")
+    if weight is not None:
+        weight = np.ascontiguousarray(weight, dtype)
+    c.weight = <void*><size_t>(0 if weight is None else weight.ctypes.data)
+    return [weight]
 
 
 cdef double loss_ptr(const LossConfig* c,

@@ -63,6 +63,21 @@ cdef void adam_step_ptr(floating* param,             # (n,) in/out
                       1 - beta1, beta2, 1 - beta2, eps, weight_decay, decay, amsgrad, decoupled)
 
 
+cdef void fill_optim_config(OptimConfig* c, dict config):
+    """Fill c from one entry of an optimizer's kernel_groups() (absent names are unused)."""
+    c.kind = config["kind"]
+    c.lr = config["lr"]
+    c.weight_decay = config.get("weight_decay", 0.0)
+    c.momentum = config.get("momentum", 0.0)
+    c.dampening = config.get("dampening", 0.0)
+    c.beta1 = config.get("beta1", 0.0)
+    c.beta2 = config.get("beta2", 0.0)
+    c.eps = config.get("eps", 0.0)
+    c.nesterov = config.get("nesterov", False)
+    c.amsgrad = config.get("amsgrad", False)
+    c.decoupled_weight_decay = config.get("decoupled_weight_decay", False)
+
+
 cdef void optimizer_step_ptr(const OptimConfig* c, floating* param, floating* state0,
                              floating* state1, floating* state2, const floating* grad,
                              Py_ssize_t n, long step) noexcept nogil:
