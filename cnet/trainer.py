@@ -44,9 +44,12 @@ class Trainer:
 
     >>> trainer = Trainer(model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3))
     >>> history = trainer.fit(X, y, epochs=10, batch_size=32)
+
+    max_grad_norm clips the global L2 norm of the gradients before each update, as
+    torch.nn.utils.clip_grad_norm_ between backward() and step().
     """
 
-    def __init__(self, model, loss, optimizer):
+    def __init__(self, model, loss, optimizer, max_grad_norm=None):
         if not isinstance(model, Sequential):
             raise TypeError(f"model: expected a cnet Sequential, got {type(model).__name__}")
         if not hasattr(loss, "_kernel_spec"):
@@ -56,7 +59,12 @@ class Trainer:
             raise TypeError(f"optimizer: expected a cnet optimizer, got {type(optimizer).__name__}")
         if optimizer.flat_data is not model.flat_data:
             raise ValueError("optimizer: expected an optimizer over this model's parameters")
+        if max_grad_norm is not None:
+            max_grad_norm = float(max_grad_norm)
+            if not max_grad_norm > 0 or not math.isfinite(max_grad_norm):
+                raise ValueError(f"max_grad_norm: expected a positive number, got {max_grad_norm}")
         self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.max_grad_norm = max_grad_norm
         self._runners = {}
 
     @property
@@ -66,7 +74,8 @@ class Trainer:
     def _runner(self, batch_size, training):
         key = (batch_size, training)
         if key not in self._runners:
-            self._runners[key] = (StepRunner(self.model, batch_size, self.loss, self.optimizer)
+            self._runners[key] = (StepRunner(self.model, batch_size, self.loss, self.optimizer,
+                                             self.max_grad_norm or 0.0)
                                   if training else StepRunner(self.model, batch_size))
         return self._runners[key]
 

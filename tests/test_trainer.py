@@ -173,3 +173,22 @@ def test_digits_accuracy_through_the_api():
     history = trainer.fit(X[:1500] / 16, y[:1500], epochs=5, batch_size=32, seed=0, verbose=0)
     assert history.history["accuracy"][-1] > 0.9
     assert trainer.evaluate(X[1500:] / 16, y[1500:])["accuracy"] > 0.85
+
+
+def test_max_grad_norm_clips_every_step_like_the_manual_loop():
+    X, y = data()
+    fitted, manual = classifier(), classifier()
+    Trainer(fitted, CrossEntropyLoss(), optim.SGD(fitted.parameters(), lr=0.5),
+            max_grad_norm=0.1).fit(X, y, epochs=2, batch_size=25, shuffle=False, verbose=0)
+    opt, loss_fn = optim.SGD(manual.parameters(), lr=0.5), CrossEntropyLoss()
+    for _ in range(2):
+        for start in range(0, 50, 25):
+            opt.zero_grad()
+            loss_fn(manual(X[start:start + 25]), y[start:start + 25])
+            manual.backward(loss_fn.backward())
+            norm = np.linalg.norm(manual.flat_grad)
+            manual.flat_grad *= min(1.0, 0.1 / (norm + 1e-6))
+            opt.step()
+    assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        Trainer(fitted, CrossEntropyLoss(), optim.SGD(fitted.parameters()), max_grad_norm=-1)

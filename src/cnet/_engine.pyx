@@ -19,7 +19,8 @@ import numpy as np
 from cnet._activations cimport activation_backward, activation_forward
 from cnet._dense cimport dense_backward_ptr, dense_forward_ptr
 from cnet._losses cimport LossConfig, fill_loss_config, loss_ptr
-from cnet._optim cimport OptimConfig, fill_optim_config, optimizer_step_ptr
+from cnet._optim cimport (OptimConfig, clip_grad_norm_ptr, fill_optim_config,
+                          optimizer_step_ptr)
 
 cdef enum:
     OP_DENSE = 0
@@ -58,6 +59,8 @@ ctypedef struct Plan:
     Span* spans
     int n_spans
     OptimConfig* configs
+    Py_ssize_t n_params
+    double max_grad_norm   # clip the gradients' global norm to this when > 0
 
 
 cdef extern from "kernels.h" nogil:
@@ -114,10 +117,11 @@ cdef Py_ssize_t count_correct(const floating* logits, const int64_t* target, Py_
     return correct
 
 
-cdef double train_step(Plan* p, floating* x, Py_ssize_t rows, long step,
-                       int64_t* correct) noexcept nogil:
-    """Forward, loss, backward and update on the batch already gathered in x. Returns the
-    loss; for classification, correct[0] gets the number of rows predicted right."""
+cdef double forward_backward(Plan* p, floating* x, Py_ssize_t rows,
+                             int64_t* correct) noexcept nogil:
+    """Forward, loss and backward on the batch already gathered in x (its targets too).
+    Returns the loss; the gradients overwrite the arena's; for classification, correct[0]
+    gets the number of rows predicted right."""
     cdef floating* work = <floating*>p.work
     cdef floating* params = <floating*>p.params
     cdef floating* grads = <floating*>p.grads
@@ -127,7 +131,6 @@ cdef double train_step(Plan* p, floating* x, Py_ssize_t rows, long step,
     cdef floating* swap
     cdef const floating* inp
     cdef Op* op
-    cdef Span* span
     cdef double loss
     cdef int i
 
@@ -156,7 +159,15 @@ cdef double train_step(Plan* p, floating* x, Py_ssize_t rows, long step,
         elif i > 0:
             activation_backward(op.activation, grad_out, grad_out, inp, work + op.output,
                                 rows, op.n_out, op.slope)
+    return loss
 
+
+cdef void update(Plan* p, floating* params, floating* grads, long step) noexcept nogil:
+    """Clip the gradients' global norm (when asked), then one optimizer loop per span."""
+    cdef Span* span
+    cdef int i
+    if p.max_grad_norm > 0:
+        clip_grad_norm_ptr(grads, p.n_params, p.max_grad_norm)
     for i in range(p.n_spans):
         span = &p.spans[i]
         optimizer_step_ptr(&p.configs[span.group], params + span.offset,
@@ -164,11 +175,27 @@ cdef double train_step(Plan* p, floating* x, Py_ssize_t rows, long step,
                            state_at(<floating*>p.state[1], span.offset),
                            state_at(<floating*>p.state[2], span.offset),
                            grads + span.offset, span.length, step)
-    return loss
 
 
 cdef inline floating* state_at(floating* state, Py_ssize_t offset) noexcept nogil:
     return state + offset if state != NULL else NULL
+
+
+cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const int64_t* order,
+                             Py_ssize_t start, Py_ssize_t rows) noexcept nogil:
+    """Rows order[start:start+rows] of X and their targets into the workspace; -1, or the
+    row of X holding a NaN/inf."""
+    cdef floating* work = <floating*>p.work
+    cdef Py_ssize_t r, bad = gather_rows(work, X, order, start, rows, p.n_in)
+    if bad >= 0:
+        return bad
+    if p.loss.class_targets:
+        for r in range(rows):
+            p.class_target[r] = (<const int64_t*>y)[order[start + r] if order != NULL
+                                                    else start + r]
+    else:
+        gather_rows(work + p.target, <const floating*>y, order, start, rows, p.n_out)
+    return -1
 
 
 cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const int64_t* order,
@@ -176,24 +203,19 @@ cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const i
                               long step, double* losses, int64_t* correct,
                               Py_ssize_t* bad_row) noexcept nogil:
     """Run up to n_batches steps from batch first_batch of the (optionally permuted) data;
-    losses[k] gets batch k's loss, correct[k] its correctly classified rows. Returns the number of steps run: fewer when a batch holds
-    a NaN/inf, whose row in X is then written to bad_row (else bad_row is -1)."""
-    cdef floating* work = <floating*>p.work
-    cdef Py_ssize_t k, r, start, rows
+    losses[k] gets batch k's loss, correct[k] its correctly classified rows. Returns the
+    number of steps run: fewer when a batch holds a NaN/inf, whose row in X is then written
+    to bad_row (else bad_row is -1)."""
+    cdef Py_ssize_t k, start, rows
     bad_row[0] = -1
     for k in range(n_batches):
         start = (first_batch + k) * p.batch
         rows = min(p.batch, n_rows - start)
-        bad_row[0] = gather_rows(work, X, order, start, rows, p.n_in)
+        bad_row[0] = gather_batch(p, X, y, order, start, rows)
         if bad_row[0] >= 0:
             return k
-        if p.loss.class_targets:
-            for r in range(rows):
-                p.class_target[r] = (<const int64_t*>y)[order[start + r] if order != NULL
-                                                        else start + r]
-        else:
-            gather_rows(work + p.target, <const floating*>y, order, start, rows, p.n_out)
-        losses[k] = train_step(p, work, rows, step + k, &correct[k])
+        losses[k] = forward_backward(p, <floating*>p.work, rows, &correct[k])
+        update(p, <floating*>p.params, <floating*>p.grads, step + k)
     return n_batches
 
 
@@ -235,7 +257,8 @@ cdef class StepRunner:
         self.plan.spans = NULL
         self.plan.configs = NULL
 
-    def __init__(self, model, Py_ssize_t batch_size, loss=None, optimizer=None):
+    def __init__(self, model, Py_ssize_t batch_size, loss=None, optimizer=None,
+                 double max_grad_norm=0.0):
         cdef Op* op
         dtype = model.dtype
         self.is_double = dtype == np.float64
@@ -243,6 +266,8 @@ cdef class StepRunner:
         self.plan.n_ops = len(layers)
         self.plan.ops = <Op*>malloc(len(layers) * sizeof(Op))
         self.plan.batch = batch_size
+        self.plan.n_params = model.flat_data.size
+        self.plan.max_grad_norm = max_grad_norm
         self.plan.n_in = model.in_features
         self.plan.n_out = model.out_features
         params = dict(model.named_parameters())
@@ -325,6 +350,26 @@ cdef class StepRunner:
                                              &bad)
         self.optimizer.step_count += done
         return done, bad
+
+    def loss_and_grad(self, X, y, int64_t[::1] correct):
+        """Loss over all rows of (X, y) (at most batch_size rows) with its gradient written
+        into the model's flat_grad; no update. Returns (loss, -1 or a non-finite row)."""
+        cdef const void* X_ = <void*>address(X)
+        cdef const void* y_ = <void*>address(y)
+        cdef Py_ssize_t rows = X.shape[0], bad
+        cdef double loss = 0
+        with nogil:
+            if self.is_double:
+                bad = gather_batch[double](&self.plan, <const double*>X_, y_, NULL, 0, rows)
+                if bad < 0:
+                    loss = forward_backward[double](&self.plan, <double*>self.plan.work, rows,
+                                                    &correct[0])
+            else:
+                bad = gather_batch[float](&self.plan, <const float*>X_, y_, NULL, 0, rows)
+                if bad < 0:
+                    loss = forward_backward[float](&self.plan, <float*>self.plan.work, rows,
+                                                   &correct[0])
+        return loss, bad
 
     def predict(self, X, out):
         """Write the model's output for every row of X into out; -1 or a non-finite row."""

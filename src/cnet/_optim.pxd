@@ -29,6 +29,8 @@ cdef void adam_step_ptr(floating* param, floating* exp_avg, floating* exp_avg_sq
                         long step, double lr, double beta1, double beta2, double eps,
                         double weight_decay, bint amsgrad, bint decoupled) noexcept nogil
 
+cdef double clip_grad_norm_ptr(floating* grad, Py_ssize_t n, double max_norm) noexcept nogil
+
 cdef void fill_optim_config(OptimConfig* config, dict group_config)
 
 cdef void optimizer_step_ptr(const OptimConfig* config, floating* param, floating* state0,

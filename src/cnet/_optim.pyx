@@ -7,6 +7,8 @@ implementations (torch/optim/sgd.py, adam.py), so trajectories agree to round-of
 from cython cimport floating
 from libc.math cimport pow, sqrt
 
+from scipy.linalg.cython_blas cimport ddot, dscal, sdot, sscal
+
 from cnet._memview cimport ptr1, cptr1
 
 
@@ -88,6 +90,33 @@ cdef void optimizer_step_ptr(const OptimConfig* c, floating* param, floating* st
     elif c.kind == OPT_ADAM:
         adam_step_ptr(param, state0, state1, state2, grad, n, step, c.lr, c.beta1, c.beta2,
                       c.eps, c.weight_decay, c.amsgrad, c.decoupled_weight_decay)
+
+
+cdef double clip_grad_norm_ptr(floating* grad, Py_ssize_t n, double max_norm) noexcept nogil:
+    """Scale grad so that its L2 norm is at most max_norm, as torch.nn.utils.clip_grad_norm_
+    (coefficient max_norm / (norm + 1e-6), capped at 1). Returns the norm before clipping."""
+    cdef int n_ = <int>n, one = 1
+    cdef double norm
+    cdef floating coef
+    if floating is float:
+        norm = sqrt(sdot(&n_, grad, &one, grad, &one))
+    else:
+        norm = sqrt(ddot(&n_, grad, &one, grad, &one))
+    coef = <floating>(max_norm / (norm + 1e-6))
+    if coef < 1:
+        if floating is float:
+            sscal(&n_, &coef, grad, &one)
+        else:
+            dscal(&n_, &coef, grad, &one)
+    return norm
+
+
+def clip_grad_norm(floating[::1] grad, double max_norm):
+    """Clip grad in place to L2 norm max_norm; returns the norm before clipping."""
+    cdef double norm
+    with nogil:
+        norm = clip_grad_norm_ptr(ptr1(grad), grad.shape[0], max_norm)
+    return norm
 
 
 def sgd_step(floating[::1] param, floating[::1] momentum_buffer, const floating[::1] grad,
