@@ -1,6 +1,7 @@
 """cnet: a compiled neural-network engine for the CPU."""
 try:
-    from cnet import _activations, _blas, _dense, _engine, _losses, _optim  # noqa: F401
+    from cnet import (_activations, _batchnorm, _blas, _dense, _dropout,  # noqa: F401
+                      _engine, _losses, _optim)
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
         "cnet's compiled kernels are missing or stale. Build them with `pip install .` "
@@ -8,7 +9,8 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 from cnet import data, optim
-from cnet.layers import Dense, Identity, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Step, Tanh
+from cnet.layers import (BatchNorm1d, Dense, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid,
+                         Softmax, Step, Tanh)
 from cnet.losses import CrossEntropyLoss, MSELoss
 from cnet.model import Parameter, Sequential
 from cnet.trainer import History, Trainer
@@ -18,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Sequential", "Parameter",
     "Dense", "Linear", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Step", "Softmax",
+    "Dropout", "BatchNorm1d",
     "CrossEntropyLoss", "MSELoss",
     "Trainer", "History",
     "data", "optim",

@@ -9,24 +9,31 @@ import math
 
 import numpy as np
 
-from cnet import _activations, _dense
+from cnet import _activations, _batchnorm, _dense, _dropout
 from cnet._validation import FLOAT_DTYPES, check_positive_int
+from cnet.init import INITIALIZERS, initialize
 
 __all__ = ["Layer", "Dense", "Linear", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
-           "Step", "Softmax"]
+           "Step", "Softmax", "Dropout", "BatchNorm1d"]
 
 
 class Layer:
     """Base class. Subclasses without parameters only implement `_forward` / `_backward`."""
 
     training = True
+    op = None   # how the step runner runs it: "dense", "activation", "dropout", "batchnorm"
 
     def param_shapes(self):
         """{name: shape} of the parameters this layer needs in the arena."""
         return {}
 
-    def bind(self, parameters, rng):
-        """Receive this layer's Parameter views (from the model's arena) and initialise them."""
+    def buffer_shapes(self):
+        """{name: shape} of state that is not trained (running statistics)."""
+        return {}
+
+    def bind(self, parameters, buffers, rng):
+        """Receive this layer's Parameter views and buffer views (from the model's arenas)
+        and initialise them; rng is the model's seeded generator."""
 
     def output_width(self, in_features):
         """The number of output features for `in_features` inputs (None: any width)."""
@@ -70,12 +77,20 @@ class Layer:
 
 
 class Dense(Layer):
-    """Fully connected layer: y = x @ weight.T + bias, weight of shape (out_features, in_features)."""
+    """Fully connected layer: y = x @ weight.T + bias, weight of shape (out_features, in_features).
 
-    def __init__(self, in_features, out_features, bias=True):
+    init: "torch" (PyTorch's default), "he", "xavier", "normal" or "zeros" (see cnet.init).
+    """
+
+    op = "dense"
+
+    def __init__(self, in_features, out_features, bias=True, init="torch"):
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
         self.use_bias = bool(bias)
+        if init not in INITIALIZERS:
+            raise ValueError(f"init: expected one of {sorted(INITIALIZERS)}, got {init!r}")
+        self.init = init
         self.weight = None
         self.bias = None
 
@@ -85,17 +100,13 @@ class Dense(Layer):
             shapes["bias"] = (self.out_features,)
         return shapes
 
-    def bind(self, parameters, rng):
+    def bind(self, parameters, buffers, rng):
         self.weight = parameters["weight"]
         self.bias = parameters.get("bias")
         self.reset_parameters(rng)
 
     def reset_parameters(self, rng):
-        # PyTorch's Linear: kaiming_uniform(a=sqrt(5)) reduces to U(-1/sqrt(in), 1/sqrt(in)).
-        bound = 1.0 / math.sqrt(self.in_features)
-        for p in (self.weight, self.bias):
-            if p is not None:
-                p.data[...] = rng.uniform(-bound, bound, p.shape)
+        initialize(self.init, rng, self.weight.data, self.bias.data if self.bias else None)
 
     def output_width(self, in_features):
         if in_features is not None and in_features != self.in_features:
@@ -105,7 +116,7 @@ class Dense(Layer):
 
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.use_bias}
+                "bias": self.use_bias, "init": self.init}
 
     def _check_input(self, x):
         if self.weight is None:
@@ -135,6 +146,7 @@ Linear = Dense
 class Activation(Layer):
     """An elementwise (or row-wise) function with a compiled forward and backward."""
 
+    op = "activation"
     kind = None  # the kernel's ACT_* code, read by the step runner
     negative_slope = 0.0
 
@@ -227,3 +239,126 @@ class Step(Activation):
     def _backward(self, grad):
         raise ValueError("Step has no gradient (it is 0 almost everywhere): use it for "
                          "inference only, or train with Sigmoid and swap in Step afterwards")
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each element with probability p and scale the
+    rest by 1/(1-p); in evaluation, the identity. Masks come from a stream seeded by the
+    model's seed, the same in the manual loop and in Trainer.fit."""
+
+    op = "dropout"
+
+    def __init__(self, p=0.5):
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng_state = np.zeros(2, np.uint64)   # (key, counter) of the mask stream
+
+    def bind(self, parameters, buffers, rng):
+        self.rng_state[:] = (rng.integers(0, 2**63, dtype=np.uint64), 0)
+
+    def config(self):
+        return {"p": self.p}
+
+    def _forward(self, x):
+        if not self.training or self.p == 0:
+            self._mask = None
+            return x
+        y, self._mask = np.empty_like(x), np.empty_like(x)
+        _dropout.dropout_forward(y.reshape(-1), self._mask.reshape(-1), x.reshape(-1), self.p,
+                                 self.rng_state)
+        return y
+
+    def _backward(self, grad):
+        if self._mask is None:
+            return grad
+        dx = np.empty_like(grad)
+        _dropout.dropout_backward(dx.reshape(-1), grad.reshape(-1), self._mask.reshape(-1))
+        return dx
+
+
+class BatchNorm1d(Layer):
+    """Batch normalisation of each feature over the batch (PyTorch's BatchNorm1d on 2-D input).
+
+    Training normalises with the batch's mean and biased variance and updates the running
+    estimates (unbiased variance) with `momentum` (None: a cumulative average); evaluation
+    uses the running estimates. affine adds a learned scale (weight, init 1) and shift
+    (bias, init 0)."""
+
+    op = "batchnorm"
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True):
+        self.num_features = check_positive_int("num_features", num_features)
+        if not (isinstance(eps, (int, float)) and eps > 0):
+            raise ValueError(f"eps: expected a positive number, got {eps!r}")
+        if momentum is not None and not (isinstance(momentum, (int, float))
+                                         and 0.0 <= momentum <= 1.0):
+            raise ValueError(f"momentum: expected a number in [0, 1] or None, got {momentum!r}")
+        self.eps, self.momentum = float(eps), momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        self.weight = self.bias = self.running_mean = self.running_var = None
+        self.num_batches_tracked = np.zeros(1, np.int64)
+
+    def param_shapes(self):
+        return {"weight": (self.num_features,), "bias": (self.num_features,)} if self.affine else {}
+
+    def buffer_shapes(self):
+        if not self.track_running_stats:
+            return {}
+        return {"running_mean": (self.num_features,), "running_var": (self.num_features,)}
+
+    def bind(self, parameters, buffers, rng):
+        self.weight, self.bias = parameters.get("weight"), parameters.get("bias")
+        if self.affine:
+            self.weight.data[...] = 1
+            self.bias.data[...] = 0
+        self.running_mean, self.running_var = buffers.get("running_mean"), buffers.get("running_var")
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+
+    def output_width(self, in_features):
+        if in_features is not None and in_features != self.num_features:
+            raise ValueError(f"{self!r}: expected {self.num_features} input features, "
+                             f"the previous layer gives {in_features}")
+        return self.num_features
+
+    def config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "affine": self.affine, "track_running_stats": self.track_running_stats}
+
+    def _check_input(self, x):
+        x = super()._check_input(x)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"x: expected {self.num_features} features, got {x.shape[1]}")
+        if self.training and x.shape[0] < 2:
+            raise ValueError("x: BatchNorm1d needs more than 1 row per batch in training "
+                             "(the batch variance of one row is 0)")
+        return x
+
+    def _forward(self, x):
+        n = self.num_features
+        y, self._xhat = np.empty_like(x), np.empty_like(x)
+        self._mean, self._invstd = np.empty(n, x.dtype), np.empty(n, x.dtype)
+        _batchnorm.batchnorm_forward(
+            y, self._xhat, self._mean, self._invstd, self.running_mean, self.running_var,
+            self.num_batches_tracked if self.track_running_stats else None, x,
+            self.weight.data if self.affine else None, self.bias.data if self.affine else None,
+            self.eps, -1.0 if self.momentum is None else self.momentum, self.training)
+        return y
+
+    def _backward(self, grad):
+        if not self.training and self.track_running_stats:
+            # Evaluation mode is an affine map per feature: dx = dy * gamma * invstd.
+            scale = self._invstd * (self.weight.data if self.affine else 1)
+            if self.affine:
+                self.weight.grad += (grad * self._xhat).sum(axis=0)
+                self.bias.grad += grad.sum(axis=0)
+            return grad * scale
+        dx = np.empty_like(grad)
+        sums = np.empty(2 * self.num_features, grad.dtype)
+        _batchnorm.batchnorm_backward(
+            dx, self.weight.grad if self.affine else None, self.bias.grad if self.affine else None,
+            sums, grad, self._xhat, self._invstd, self.weight.data if self.affine else None, True)
+        return dx

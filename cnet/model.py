@@ -50,8 +50,10 @@ class Sequential:
         self.layers = list(layers)
         self.dtype = resolve_dtype(dtype)
         self.training = True
-        self.in_features = next((l.in_features for l in layers if hasattr(l, "in_features")),
-                                None)
+        # The input width is fixed by the first layer that has one (Dense, BatchNorm1d).
+        self.in_features = next((w for w in (getattr(l, "in_features", None) or
+                                             getattr(l, "num_features", None) for l in layers)
+                                 if w is not None), None)
         width = None
         for layer in layers:
             width = layer.output_width(width)
@@ -59,20 +61,35 @@ class Sequential:
         self._allocate(np.random.default_rng(seed))
 
     def _allocate(self, rng):
-        shapes = [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
-                  for name, shape in layer.param_shapes().items()]
-        total = sum(int(np.prod(shape)) for _, shape in shapes)
+        """One flat array for the parameters, one for their gradients, one for buffers
+        (running statistics), then each layer binds its views and initialises them."""
+        param_shapes = self._shapes("param_shapes")
+        total = sum(int(np.prod(shape)) for _, shape in param_shapes)
         self.flat_data = np.zeros(total, self.dtype)
         self.flat_grad = np.zeros(total, self.dtype)
-        self._parameters = {}
-        offset = 0
-        for name, shape in shapes:
+        self._parameters, offset = {}, 0
+        for name, shape in param_shapes:
             self._parameters[name] = Parameter(name, self.flat_data, self.flat_grad, offset, shape)
             offset += int(np.prod(shape))
+        buffer_shapes = self._shapes("buffer_shapes")
+        self.flat_buffers = np.zeros(sum(int(np.prod(s)) for _, s in buffer_shapes), self.dtype)
+        self._buffers, offset = {}, 0
+        for name, shape in buffer_shapes:
+            size = int(np.prod(shape))
+            self._buffers[name] = self.flat_buffers[offset:offset + size].reshape(shape)
+            offset += size
         for i, layer in enumerate(self.layers):
-            own = {name.split(".", 1)[1]: p for name, p in self._parameters.items()
-                   if name.split(".", 1)[0] == str(i)}
-            layer.bind(own, rng)
+            layer.bind(self._own(i, self._parameters), self._own(i, self._buffers), rng)
+
+    def _shapes(self, kind):
+        return [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
+                for name, shape in getattr(layer, kind)().items()]
+
+    @staticmethod
+    def _own(index, named):
+        prefix = f"{index}."
+        return {name[len(prefix):]: value for name, value in named.items()
+                if name.startswith(prefix)}
 
     # --- parameters -------------------------------------------------------------------
 
@@ -86,35 +103,48 @@ class Sequential:
     def zero_grad(self):
         self.flat_grad.fill(0)
 
+    def _state_arrays(self):
+        """Every array of the state dict, by key, in PyTorch's order (views, not copies)."""
+        arrays = {}
+        for i, layer in enumerate(self.layers):
+            prefix = f"{i}."
+            arrays.update({k: p.data for k, p in self._parameters.items() if k.startswith(prefix)})
+            arrays.update({k: b for k, b in self._buffers.items() if k.startswith(prefix)})
+            if getattr(layer, "track_running_stats", False):
+                arrays[prefix + "num_batches_tracked"] = layer.num_batches_tracked.reshape(())
+        return arrays
+
     def state_dict(self):
-        """{"<index>.weight": array, ...}: copies, with PyTorch's Sequential keys and layouts."""
-        return {name: p.data.copy() for name, p in self._parameters.items()}
+        """{"<index>.weight": array, ...}: copies, with PyTorch's Sequential keys and layouts
+        (BatchNorm1d adds running_mean, running_var and num_batches_tracked, as in PyTorch)."""
+        return {name: array.copy() for name, array in self._state_arrays().items()}
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy weights in. Every key and shape is checked before anything is written."""
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict: expected a mapping, got {type(state_dict).__name__}")
-        missing = [k for k in self._parameters if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in self._parameters]
+        targets = self._state_arrays()
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
             raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
         staged = {}
-        for name, p in self._parameters.items():
+        for name, target in targets.items():
             if name not in state_dict:
                 continue
             value = np.asarray(state_dict[name])
-            if value.shape != p.shape:
-                raise ValueError(f"state_dict[{name!r}]: expected shape {p.shape}, "
+            if value.shape != target.shape:
+                raise ValueError(f"state_dict[{name!r}]: expected shape {target.shape}, "
                                  f"got {value.shape}")
             if value.dtype.kind not in "fiu" or value.dtype.itemsize > 8:
                 raise TypeError(f"state_dict[{name!r}]: expected real numbers, "
                                 f"got dtype {value.dtype}")
-            value = value.astype(self.dtype)
+            value = value.astype(target.dtype)
             if not np.isfinite(value).all():
                 raise ValueError(f"state_dict[{name!r}]: expected finite values")
             staged[name] = value
         for name, value in staged.items():
-            self._parameters[name].data[...] = value
+            targets[name][...] = value
 
     # --- modes ---------------------------------------------------------------------------
 

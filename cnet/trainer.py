@@ -59,6 +59,9 @@ class Trainer:
             raise TypeError(f"optimizer: expected a cnet optimizer, got {type(optimizer).__name__}")
         if optimizer.flat_data is not model.flat_data:
             raise ValueError("optimizer: expected an optimizer over this model's parameters")
+        if model.in_features is None:
+            raise ValueError("model: expected a Dense or BatchNorm1d layer that fixes the "
+                             "input width")
         if max_grad_norm is not None:
             max_grad_norm = float(max_grad_norm)
             if not max_grad_norm > 0 or not math.isfinite(max_grad_norm):
@@ -100,9 +103,13 @@ class Trainer:
         n = len(X)
         batch_size = n if batch_size is None else min(check_positive_int("batch_size",
                                                                          batch_size), n)
+        n_batches = math.ceil(n / batch_size)
+        if (n - batch_size * (n_batches - 1) == 1
+                and any(layer.op == "batchnorm" for layer in self.model.layers)):
+            raise ValueError(f"batch_size: {batch_size} leaves a batch of 1 row out of {n}, "
+                             f"which BatchNorm1d cannot normalise in training; choose another")
         runner = self._runner(batch_size, training=True)
         rng = np.random.default_rng(seed)
-        n_batches = math.ceil(n / batch_size)
         rows = np.full(n_batches, batch_size, np.float64)
         rows[-1] = n - batch_size * (n_batches - 1)
         losses = np.empty(n_batches)

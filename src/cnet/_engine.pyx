@@ -10,14 +10,16 @@ Workspace layout (one flat array): the gathered batch (B, in), then each layer's
 (B, width), then two gradient buffers (B, max width) used in turn, then float targets.
 """
 from cython cimport floating
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 import numpy as np
 
 from cnet._activations cimport activation_backward, activation_forward
+from cnet._batchnorm cimport batchnorm_backward_ptr, batchnorm_forward_ptr
 from cnet._dense cimport dense_backward_ptr, dense_forward_ptr
+from cnet._dropout cimport dropout_backward_ptr, dropout_forward_ptr
 from cnet._losses cimport LossConfig, fill_loss_config, loss_ptr
 from cnet._optim cimport (OptimConfig, clip_grad_norm_ptr, fill_optim_config,
                           optimizer_step_ptr)
@@ -25,16 +27,27 @@ from cnet._optim cimport (OptimConfig, clip_grad_norm_ptr, fill_optim_config,
 cdef enum:
     OP_DENSE = 0
     OP_ACTIVATION = 1
+    OP_DROPOUT = 2
+    OP_BATCHNORM = 3
 
 ctypedef struct Op:
-    int kind               # OP_DENSE or OP_ACTIVATION
+    int kind               # OP_DENSE, OP_ACTIVATION, OP_DROPOUT or OP_BATCHNORM
     int activation         # ACT_* code for OP_ACTIVATION
     double slope           # leaky ReLU's negative slope
     Py_ssize_t n_in        # features in
     Py_ssize_t n_out       # features out
-    Py_ssize_t weight      # arena offset of the weight (out, in)
+    Py_ssize_t weight      # arena offset of the weight (Dense: (out, in); BatchNorm: (C,)), or -1
     Py_ssize_t bias        # arena offset of the bias, -1 without one
     Py_ssize_t output      # workspace offset of this op's (B, n_out) output
+    Py_ssize_t saved       # workspace offset of what backward needs: the dropout mask
+                           # (B, n_out), or BatchNorm's xhat (B, C), mean, invstd, sums (4C)
+    double p               # dropout probability
+    uint64_t* rng          # dropout's (key, counter)
+    double eps             # BatchNorm
+    double momentum        # BatchNorm (< 0: cumulative average)
+    void* running_mean     # BatchNorm running statistics, or NULL
+    void* running_var
+    int64_t* num_batches_tracked
 
 ctypedef struct Span:
     Py_ssize_t offset      # arena offset
@@ -61,6 +74,7 @@ ctypedef struct Plan:
     OptimConfig* configs
     Py_ssize_t n_params
     double max_grad_norm   # clip the gradients' global norm to this when > 0
+    bint training          # dropout active, BatchNorm on batch statistics
 
 
 cdef extern from "kernels.h" nogil:
@@ -86,17 +100,32 @@ cdef void forward_pass(Plan* p, floating* x, Py_ssize_t rows) noexcept nogil:
     cdef floating* params = <floating*>p.params
     cdef floating* inp = x
     cdef floating* out
+    cdef floating* saved
     cdef Op* op
     cdef int i
     for i in range(p.n_ops):
         op = &p.ops[i]
         out = work + op.output
+        saved = work + op.saved
         if op.kind == OP_DENSE:
             dense_forward_ptr(out, inp, params + op.weight,
                               params + op.bias if op.bias >= 0 else <floating*>NULL,
                               <int>rows, <int>op.n_in, <int>op.n_out)
-        else:
+        elif op.kind == OP_ACTIVATION:
             activation_forward(op.activation, out, inp, rows, op.n_out, op.slope)
+        elif op.kind == OP_DROPOUT:
+            if p.training and op.p > 0:
+                dropout_forward_ptr(out, saved, inp, rows * op.n_out, op.p, op.rng)
+            else:
+                memcpy(out, inp, rows * op.n_out * sizeof(floating))
+        else:
+            batchnorm_forward_ptr(out, saved, saved + p.batch * op.n_out,
+                                  saved + (p.batch + 1) * op.n_out,
+                                  <floating*>op.running_mean, <floating*>op.running_var,
+                                  op.num_batches_tracked, inp,
+                                  params + op.weight if op.weight >= 0 else <floating*>NULL,
+                                  params + op.bias if op.bias >= 0 else <floating*>NULL,
+                                  rows, op.n_out, op.eps, op.momentum, p.training)
         inp = out
 
 
@@ -129,6 +158,7 @@ cdef double forward_backward(Plan* p, floating* x, Py_ssize_t rows,
     cdef floating* grad_out = work + p.grad_a
     cdef floating* grad_in = work + p.grad_b
     cdef floating* swap
+    cdef floating* saved
     cdef const floating* inp
     cdef Op* op
     cdef double loss
@@ -156,9 +186,22 @@ cdef double forward_backward(Plan* p, floating* x, Py_ssize_t rows,
             swap = grad_out
             grad_out = grad_in
             grad_in = swap
-        elif i > 0:
+        elif op.kind == OP_BATCHNORM:   # its parameters need gradients even first
+            saved = work + op.saved
+            batchnorm_backward_ptr(grad_out if i > 0 else <floating*>NULL,
+                                   grads + op.weight if op.weight >= 0 else <floating*>NULL,
+                                   grads + op.bias if op.bias >= 0 else <floating*>NULL,
+                                   saved + (p.batch + 2) * op.n_out, grad_out, saved,
+                                   saved + (p.batch + 1) * op.n_out,
+                                   params + op.weight if op.weight >= 0 else <floating*>NULL,
+                                   rows, op.n_out, False)
+        elif i == 0:
+            pass                        # no parameters, and nobody needs d loss / d input
+        elif op.kind == OP_ACTIVATION:
             activation_backward(op.activation, grad_out, grad_out, inp, work + op.output,
                                 rows, op.n_out, op.slope)
+        elif op.kind == OP_DROPOUT and op.p > 0:
+            dropout_backward_ptr(grad_out, grad_out, work + op.saved, rows * op.n_out)
     return loss
 
 
@@ -250,6 +293,7 @@ cdef class StepRunner:
     cdef Plan plan
     cdef bint is_double
     cdef object keep    # the arrays the plan points into
+    cdef object keep_layers
     cdef object optimizer
 
     def __cinit__(self):
@@ -271,14 +315,17 @@ cdef class StepRunner:
         self.plan.n_in = model.in_features
         self.plan.n_out = model.out_features
         params = dict(model.named_parameters())
+        buffers = model._buffers
         offset = batch_size * model.in_features    # the gathered batch comes first
         width = model.in_features
         max_width = width
+        kinds = {"dense": OP_DENSE, "activation": OP_ACTIVATION, "dropout": OP_DROPOUT,
+                 "batchnorm": OP_BATCHNORM}
         for i, layer in enumerate(layers):
             op = &self.plan.ops[i]
             weight = params.get(f"{i}.weight")
             bias = params.get(f"{i}.bias")
-            op.kind = OP_DENSE if weight is not None else OP_ACTIVATION
+            op.kind = kinds[layer.op]
             op.activation = layer.kind if op.kind == OP_ACTIVATION else 0
             op.slope = getattr(layer, "negative_slope", 0.0)
             op.n_in = width
@@ -288,13 +335,30 @@ cdef class StepRunner:
             op.bias = bias.offset if bias is not None else -1
             op.output = offset
             offset += batch_size * width
+            op.saved = offset
+            op.p = getattr(layer, "p", 0.0)
+            op.rng = <uint64_t*>address(getattr(layer, "rng_state", None))
+            op.eps = getattr(layer, "eps", 0.0)
+            momentum = getattr(layer, "momentum", 0.0)
+            op.momentum = -1.0 if momentum is None else momentum
+            op.running_mean = <void*>address(buffers.get(f"{i}.running_mean"))
+            op.running_var = <void*>address(buffers.get(f"{i}.running_var"))
+            op.num_batches_tracked = <int64_t*>address(getattr(layer, "num_batches_tracked",
+                                                               None))
+            if op.kind == OP_DROPOUT:
+                offset += batch_size * width                  # the mask
+            elif op.kind == OP_BATCHNORM:
+                offset += batch_size * width + 4 * width      # xhat, mean, invstd, 2 sums
             max_width = max(max_width, width)
+        self.keep_layers = [getattr(l, name) for l in layers
+                            for name in ("rng_state", "num_batches_tracked") if hasattr(l, name)]
+        self.plan.training = loss is not None
         self.plan.grad_a = offset
         self.plan.grad_b = offset + batch_size * max_width
         self.plan.target = offset + 2 * batch_size * max_width if loss is not None else offset
         work = np.zeros(self.plan.target + batch_size * model.out_features, dtype)
         class_target = np.zeros(batch_size, np.int64)
-        self.keep = [model.flat_data, model.flat_grad, work, class_target]
+        self.keep = [model.flat_data, model.flat_grad, model.flat_buffers, work, class_target]
         self.plan.params = <void*>address(model.flat_data)
         self.plan.grads = <void*>address(model.flat_grad)
         self.plan.work = <void*>address(work)

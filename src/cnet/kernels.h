@@ -77,6 +77,51 @@ CNET_KERNEL void cnet_sgd_##SUFFIX(                                             
     }                                                                                      \
 }
 
+/* Adagrad over n parameters (PyTorch's order of operations); clr = lr / (1 + (t-1)*lr_decay). */
+#define CNET_ADAGRAD(T, SUFFIX, SQRT)                                                      \
+CNET_KERNEL void cnet_adagrad_##SUFFIX(                                                    \
+    T *restrict param, T *restrict state_sum, const T *restrict grad, ptrdiff_t n,         \
+    T clr, T weight_decay, T eps)                                                          \
+{                                                                                          \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                    \
+        T g = grad[i] + weight_decay * param[i];                                           \
+        T s = state_sum[i] + g * g;                                                        \
+        state_sum[i] = s;                                                                  \
+        param[i] = param[i] + (-clr * g) / (SQRT(s) + eps);                                \
+    }                                                                                      \
+}
+
+/* RMSprop over n parameters (PyTorch's order of operations), with optional momentum and
+ * centering. grad_avg moves as torch's lerp: base + coeff * (g - grad_avg), where
+ * (base, coeff) = (grad_avg, w) when w = 1 - alpha < 0.5, else (g, w - 1). */
+#define CNET_RMSPROP(T, SUFFIX, SQRT)                                                      \
+CNET_KERNEL void cnet_rmsprop_##SUFFIX(                                                    \
+    T *restrict param, T *restrict square_avg, T *restrict momentum_buffer,                \
+    T *restrict grad_avg, const T *restrict grad, ptrdiff_t n, T lr, T alpha,              \
+    T one_minus_alpha, T lerp_coeff, int lerp_small, T eps, T weight_decay, T momentum,    \
+    int use_momentum, int centered)                                                        \
+{                                                                                          \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                    \
+        T g = grad[i] + weight_decay * param[i];                                           \
+        T sq = square_avg[i] * alpha + one_minus_alpha * g * g;                            \
+        square_avg[i] = sq;                                                                \
+        if (centered) {                                                                    \
+            T ga = grad_avg[i];                                                            \
+            ga = (lerp_small ? ga : g) + lerp_coeff * (g - ga);                            \
+            grad_avg[i] = ga;                                                              \
+            sq = sq - ga * ga;                                                             \
+        }                                                                                  \
+        T avg = SQRT(sq) + eps;                                                            \
+        if (use_momentum) {                                                                \
+            T buf = momentum_buffer[i] * momentum + g / avg;                               \
+            momentum_buffer[i] = buf;                                                      \
+            param[i] = param[i] - lr * buf;                                                \
+        } else {                                                                           \
+            param[i] = param[i] + (-lr * g) / avg;                                         \
+        }                                                                                  \
+    }                                                                                      \
+}
+
 /* Copy rows order[start .. start+rows) of src (or start.. when order is NULL) into dst,
  * checking finiteness on the way: returns the first row (in src) holding a NaN or an
  * infinity, or -1. The check tests the exponent bits as integers, so it vectorises
@@ -101,10 +146,42 @@ CNET_KERNEL ptrdiff_t cnet_gather_rows_##SUFFIX(                                
     return -1;                                                                             \
 }
 
+/* Inverted dropout: mask[i] = scale (kept) or 0 (dropped), y = x * mask.
+ * The random bits are a counter-based hash (splitmix64 of key + counter + i), so every
+ * element is independent of the others and the loop vectorises; the caller advances the
+ * counter by n after each call. An element is dropped when its 32 hash bits < threshold
+ * (threshold = p * 2^32). */
+static inline uint64_t cnet_splitmix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+#define CNET_DROPOUT(T, SUFFIX)                                                            \
+CNET_KERNEL void cnet_dropout_##SUFFIX(                                                    \
+    T *restrict y, T *restrict mask, const T *restrict x, ptrdiff_t n,                     \
+    uint64_t key, uint64_t counter, uint32_t threshold, T scale)                           \
+{                                                                                          \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                    \
+        uint32_t bits = (uint32_t)(cnet_splitmix64(key + counter + (uint64_t)i) >> 32);    \
+        T m = bits >= threshold ? scale : (T)0;                                            \
+        mask[i] = m;                                                                       \
+        y[i] = x[i] * m;                                                                   \
+    }                                                                                      \
+}
+
 CNET_ADAM(float, f32, sqrtf)
 CNET_ADAM(double, f64, sqrt)
 CNET_SGD(float, f32)
 CNET_SGD(double, f64)
+CNET_DROPOUT(float, f32)
+CNET_DROPOUT(double, f64)
+CNET_ADAGRAD(float, f32, sqrtf)
+CNET_ADAGRAD(double, f64, sqrt)
+CNET_RMSPROP(float, f32, sqrtf)
+CNET_RMSPROP(double, f64, sqrt)
 CNET_GATHER(float, f32, cnet_bits32, 0x7f800000u)
 CNET_GATHER(double, f64, cnet_bits64, 0x7ff0000000000000ull)
 
