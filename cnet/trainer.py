@@ -92,9 +92,10 @@ class Trainer:
     # --- training ------------------------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
-            validation_split=0.0, seed=None, verbose=1):
+            validation_split=0.0, seed=None, verbose=1, callbacks=()):
         """Train for `epochs` passes over (X, y). batch_size=None is full-batch gradient
-        descent, batch_size=1 stochastic gradient descent. Returns a History."""
+        descent, batch_size=1 stochastic gradient descent. callbacks (cnet.callbacks) run
+        after every epoch and may stop training. Returns a History."""
         epochs = check_positive_int("epochs", epochs)
         self._check_trainable()
         X = self._check_X(X, check_finite=False)   # finiteness: checked batch by batch
@@ -116,7 +117,11 @@ class Trainer:
         correct = np.zeros(n_batches, np.int64)
         counted = self._counted_rows(y)
         history = History()
+        callbacks = list(callbacks)
+        self.stop_training = False
         self.model.train()
+        for callback in callbacks:
+            callback.on_train_begin(self)
         for epoch in range(epochs):
             start = time.perf_counter()
             order = rng.permutation(n) if shuffle else None
@@ -131,12 +136,18 @@ class Trainer:
             if validation_data is not None:
                 for key, value in self.evaluate(*validation_data).items():
                     logs["val_" + key] = value
+            for callback in callbacks:
+                callback.on_epoch_end(self, epoch, logs)
             history._append(epoch, logs)
             if verbose:
                 seconds = time.perf_counter() - start
-                metrics = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+                metrics = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
                 print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - "
                       f"{n / seconds:,.0f} samples/s - {metrics}")
+            if self.stop_training:
+                break
+        for callback in callbacks:
+            callback.on_train_end(self)
         return history
 
     def _check_trainable(self):

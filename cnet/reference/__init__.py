@@ -10,9 +10,10 @@ from cnet.reference.activations import (
 from cnet.reference.blas import matmul
 from cnet.reference.dense import dense_backward, dense_forward
 from cnet.reference.losses import mse_loss, softmax_cross_entropy
-from cnet.reference.optim import adam_step, sgd_step
+from cnet.reference.optim import adagrad_step, adam_step, rmsprop_step, sgd_step
 
 __all__ = ["matmul", "dense_forward", "dense_backward", "sgd_step", "adam_step",
+           "adagrad_step", "rmsprop_step",
            "softmax_cross_entropy", "mse_loss",
            "identity_forward", "identity_backward", "relu_forward", "relu_backward",
            "leaky_relu_forward", "leaky_relu_backward", "sigmoid_forward", "sigmoid_backward",

@@ -1,0 +1,76 @@
+"""Callbacks: early stopping (with best-weight restore) and stopping on NaN."""
+import numpy as np
+import pytest
+
+from cnet import CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Trainer, optim
+from cnet.callbacks import Callback, EarlyStopping, TerminateOnNaN
+
+
+def problem(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((80, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    model = Sequential(Dense(5, 16), ReLU(), Dense(16, 2), dtype="float64", seed=seed)
+    return model, X, y
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, trainer):
+        self.calls.append("begin")
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.calls.append((epoch, sorted(logs)))
+
+    def on_train_end(self, trainer):
+        self.calls.append("end")
+
+
+def test_callback_hooks_run_in_order_with_the_epoch_logs():
+    model, X, y = problem()
+    recorder = Recorder()
+    Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters())).fit(
+        X, y, epochs=2, validation_split=0.25, verbose=0, callbacks=[recorder])
+    keys = ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert recorder.calls == ["begin", (0, keys), (1, keys), "end"]
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    model, X, y = problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=0.05))
+    # Validation on noise labels: it stops improving quickly while training goes on.
+    X_val = np.random.default_rng(9).standard_normal((40, 5))
+    y_val = np.random.default_rng(9).integers(0, 2, 40)
+    snapshots = []
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            snapshots.append(trainer.model.flat_data.copy())
+
+    stopper = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    history = trainer.fit(X, y, epochs=100, batch_size=16, validation_data=(X_val, y_val),
+                          verbose=0, callbacks=[Snapshot(), stopper])
+    val = history.history["val_loss"]
+    assert len(val) < 100 and stopper.stopped_epoch == len(val) - 1
+    assert stopper.best_epoch == int(np.argmin(val))
+    assert len(val) - 1 - stopper.best_epoch == 3          # patience 2: stops on the third miss
+    assert np.array_equal(model.flat_data, snapshots[stopper.best_epoch])
+
+
+def test_early_stopping_on_an_unlogged_metric_says_what_is_logged():
+    model, X, y = problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    with pytest.raises(ValueError, match="val_loss.*not logged"):
+        trainer.fit(X, y, epochs=2, verbose=0, callbacks=[EarlyStopping()])
+
+
+def test_terminate_on_nan_stops_a_diverging_run():
+    model, X, _ = problem()
+    trainer = Trainer(model, MSELoss(), optim.SGD(model.parameters(), lr=1e6))
+    Y = X[:, :2] * 1e3
+    history = trainer.fit(X, Y, epochs=50, verbose=0, callbacks=[TerminateOnNaN()])
+    assert len(history.epoch) < 50
+    assert not np.isfinite(history.history["loss"][-1])
+    assert all(np.isfinite(history.history["loss"][:-1]))
