@@ -8,11 +8,12 @@ from helpers import dtypes, random_array, seeds, tol
 sizes = st.integers(min_value=1, max_value=300)
 
 
-def trajectories(step_fn, ref_fn, n_state, n, dtype, seed, steps=20, **hyper):
-    """Run kernel and reference side by side for `steps` updates on the same gradients."""
+def trajectories(step_fn, ref_fn, n_state, n, dtype, seed, steps=20, initial=0.0, **hyper):
+    """Run kernel and reference side by side for `steps` updates on the same gradients
+    (state arrays start at `initial`)."""
     rng = np.random.default_rng(seed)
     param = random_array(rng, n, dtype)
-    state = [np.zeros(n, dtype) for _ in range(n_state)]
+    state = [np.full(n, initial, dtype) for _ in range(n_state)]
     ref_param, ref_state = param.copy(), [s.copy() for s in state]
     for step in range(1, steps + 1):
         grad = random_array(rng, n, dtype)
@@ -60,3 +61,43 @@ def test_sgd_momentum_buffer_starts_as_first_gradient():
                     dampening=0.5)
     assert_allclose(buf, [1.0, 2.0, 3.0])
     assert_allclose(param, [-1.0, -2.0, -3.0])
+
+
+@given(n=sizes, dtype=dtypes, seed=seeds, lr_decay=st.sampled_from([0.0, 0.05]),
+       weight_decay=st.sampled_from([0.0, 1e-2]), initial=st.sampled_from([0.0, 0.1]))
+def test_adagrad_trajectory_matches_reference(n, dtype, seed, lr_decay, weight_decay, initial):
+    param, ref_param, state, ref_state = trajectories(
+        _optim.adagrad_step, reference.adagrad_step, 1, n, dtype, seed, lr=0.05,
+        lr_decay=lr_decay, weight_decay=weight_decay, eps=1e-10, initial=initial)
+    assert_allclose(param, ref_param, **tol(dtype))
+    assert_allclose(state[0], ref_state[0], **tol(dtype))
+
+
+@given(n=sizes, dtype=dtypes, seed=seeds, alpha=st.sampled_from([0.99, 0.9, 0.3]),
+       momentum=st.sampled_from([0.0, 0.9]), centered=st.booleans(),
+       weight_decay=st.sampled_from([0.0, 1e-2]))
+def test_rmsprop_trajectory_matches_reference(n, dtype, seed, alpha, momentum, centered,
+                                              weight_decay):
+    param, ref_param, state, ref_state = trajectories(
+        _optim.rmsprop_step, reference.rmsprop_step, 3, n, dtype, seed, lr=0.01, alpha=alpha,
+        eps=1e-8, weight_decay=weight_decay, momentum=momentum, centered=centered)
+    assert_allclose(param, ref_param, **tol(dtype))
+    for got, expected in zip(state, ref_state):
+        assert_allclose(got, expected, **tol(dtype))
+
+
+def test_adagrad_first_step_is_lr_times_sign():
+    # From a zero accumulator, the first update is g / sqrt(g^2) = sign(g) times lr.
+    param, state_sum = np.zeros(4), np.zeros(4)
+    grad = np.array([2.0, -0.5, 1e-3, -9.0])
+    _optim.adagrad_step(param, state_sum, grad, 1, lr=0.1)
+    assert_allclose(param, -0.1 * np.sign(grad), rtol=1e-6)
+    assert_allclose(state_sum, grad**2)
+
+
+def test_rmsprop_first_step_hand_computed():
+    # square_avg = (1 - alpha) g^2, so the first update is lr * g / (sqrt(1 - alpha) |g| + eps).
+    param, sq = np.zeros(2), np.zeros(2)
+    grad = np.array([3.0, -4.0])
+    _optim.rmsprop_step(param, sq, None, None, grad, 1, lr=0.01, alpha=0.99, eps=0.0)
+    assert_allclose(param, -0.01 * np.sign(grad) / np.sqrt(0.01))

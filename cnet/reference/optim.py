@@ -30,3 +30,33 @@ def adam_step(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, step, lr=1e-3, b
     second = max_exp_avg_sq if amsgrad else exp_avg_sq
     denom = np.sqrt(second) / np.sqrt(1 - beta2**step) + eps
     param -= (lr / (1 - beta1**step)) * (exp_avg / denom)
+
+
+def adagrad_step(param, state_sum, grad, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 eps=1e-10):
+    """One Adagrad update of `param` in place (PyTorch's rule)."""
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum += grad * grad
+    param -= clr * grad / (np.sqrt(state_sum) + eps)
+
+
+def rmsprop_step(param, square_avg, momentum_buffer, grad_avg, grad, step, lr=1e-2, alpha=0.99,
+                 eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+    """One RMSprop update of `param` in place (PyTorch's rule; `step` is unused)."""
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    square_avg *= alpha
+    square_avg += (1 - alpha) * grad * grad
+    if centered:
+        grad_avg += (1 - alpha) * (grad - grad_avg)
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if momentum > 0:
+        momentum_buffer *= momentum
+        momentum_buffer += grad / avg
+        param -= lr * momentum_buffer
+    else:
+        param -= lr * grad / avg

@@ -1,7 +1,7 @@
 """Optimizer updates: one loop over a flat span of parameters, gradients and state.
 
 The rules and the order of floating-point operations follow PyTorch's single-tensor
-implementations (torch/optim/sgd.py, adam.py), so trajectories agree to round-off.
+implementations (torch/optim/sgd.py, adam.py, adagrad.py, rmsprop.py), so trajectories agree to round-off.
 `step` counts from 1 (the first update is step 1), as PyTorch's state["step"] does.
 """
 from cython cimport floating
@@ -28,6 +28,20 @@ cdef extern from "kernels.h" nogil:
                        double step_size, double bc2_sqrt, double one_minus_beta1, double beta2,
                        double one_minus_beta2, double eps, double weight_decay, double decay,
                        int amsgrad, int decoupled)
+    void cnet_adagrad_f32(float* param, float* state_sum, const float* grad, Py_ssize_t n,
+                          float clr, float weight_decay, float eps)
+    void cnet_adagrad_f64(double* param, double* state_sum, const double* grad, Py_ssize_t n,
+                          double clr, double weight_decay, double eps)
+    void cnet_rmsprop_f32(float* param, float* square_avg, float* momentum_buffer,
+                          float* grad_avg, const float* grad, Py_ssize_t n, float lr,
+                          float alpha, float one_minus_alpha, float lerp_coeff, int lerp_small,
+                          float eps, float weight_decay, float momentum, int use_momentum,
+                          int centered)
+    void cnet_rmsprop_f64(double* param, double* square_avg, double* momentum_buffer,
+                          double* grad_avg, const double* grad, Py_ssize_t n, double lr,
+                          double alpha, double one_minus_alpha, double lerp_coeff,
+                          int lerp_small, double eps, double weight_decay, double momentum,
+                          int use_momentum, int centered)
 
 
 cdef void sgd_step_ptr(floating* param,              # (n,) in/out
@@ -65,6 +79,42 @@ cdef void adam_step_ptr(floating* param,             # (n,) in/out
                       1 - beta1, beta2, 1 - beta2, eps, weight_decay, decay, amsgrad, decoupled)
 
 
+cdef void adagrad_step_ptr(floating* param,           # (n,) in/out
+                           floating* state_sum,       # (n,) in/out: sum of squared gradients
+                           const floating* grad,      # (n,)
+                           Py_ssize_t n, long step, double lr, double lr_decay,
+                           double weight_decay, double eps) noexcept nogil:
+    """Adagrad: the step size lr / (1 + (step - 1) * lr_decay) over the root of the running
+    sum of squared gradients."""
+    cdef double clr = lr / (1 + (step - 1) * lr_decay)
+    if floating is float:
+        cnet_adagrad_f32(param, state_sum, grad, n, clr, weight_decay, eps)
+    else:
+        cnet_adagrad_f64(param, state_sum, grad, n, clr, weight_decay, eps)
+
+
+cdef void rmsprop_step_ptr(floating* param,            # (n,) in/out
+                           floating* square_avg,       # (n,) in/out
+                           floating* momentum_buffer,  # (n,) in/out, or NULL when momentum == 0
+                           floating* grad_avg,         # (n,) in/out, or NULL unless centered
+                           const floating* grad,       # (n,)
+                           Py_ssize_t n, double lr, double alpha, double eps,
+                           double weight_decay, double momentum, bint centered) noexcept nogil:
+    """RMSprop (Hinton), optionally centered (Graves) and with momentum."""
+    # grad_avg.lerp_(grad, 1 - alpha) as torch computes it: two forms, chosen by the weight.
+    cdef floating weight = <floating>(1 - alpha)
+    cdef bint small = (weight if weight >= 0 else -weight) < 0.5
+    cdef floating coeff = weight if small else weight - 1
+    if floating is float:
+        cnet_rmsprop_f32(param, square_avg, momentum_buffer, grad_avg, grad, n, lr, alpha,
+                         1 - alpha, coeff, small, eps, weight_decay, momentum, momentum > 0,
+                         centered)
+    else:
+        cnet_rmsprop_f64(param, square_avg, momentum_buffer, grad_avg, grad, n, lr, alpha,
+                         1 - alpha, coeff, small, eps, weight_decay, momentum, momentum > 0,
+                         centered)
+
+
 cdef void fill_optim_config(OptimConfig* c, dict config):
     """Fill c from one entry of an optimizer's kernel_groups() (absent names are unused)."""
     c.kind = config["kind"]
@@ -78,6 +128,9 @@ cdef void fill_optim_config(OptimConfig* c, dict config):
     c.nesterov = config.get("nesterov", False)
     c.amsgrad = config.get("amsgrad", False)
     c.decoupled_weight_decay = config.get("decoupled_weight_decay", False)
+    c.lr_decay = config.get("lr_decay", 0.0)
+    c.alpha = config.get("alpha", 0.0)
+    c.centered = config.get("centered", False)
 
 
 cdef void optimizer_step_ptr(const OptimConfig* c, floating* param, floating* state0,
@@ -90,6 +143,11 @@ cdef void optimizer_step_ptr(const OptimConfig* c, floating* param, floating* st
     elif c.kind == OPT_ADAM:
         adam_step_ptr(param, state0, state1, state2, grad, n, step, c.lr, c.beta1, c.beta2,
                       c.eps, c.weight_decay, c.amsgrad, c.decoupled_weight_decay)
+    elif c.kind == OPT_ADAGRAD:
+        adagrad_step_ptr(param, state0, grad, n, step, c.lr, c.lr_decay, c.weight_decay, c.eps)
+    elif c.kind == OPT_RMSPROP:
+        rmsprop_step_ptr(param, state0, state1, state2, grad, n, c.lr, c.alpha, c.eps,
+                         c.weight_decay, c.momentum, c.centered)
 
 
 cdef double clip_grad_norm_ptr(floating* grad, Py_ssize_t n, double max_norm) noexcept nogil:
@@ -137,3 +195,25 @@ def adam_step(floating[::1] param, floating[::1] exp_avg, floating[::1] exp_avg_
         adam_step_ptr(ptr1(param), ptr1(exp_avg), ptr1(exp_avg_sq), ptr1(max_exp_avg_sq),
                       cptr1(grad), param.shape[0], step, lr, beta1, beta2, eps, weight_decay,
                       amsgrad, decoupled)
+
+
+
+def adagrad_step(floating[::1] param, floating[::1] state_sum, const floating[::1] grad,
+                 long step, double lr=1e-2, double lr_decay=0.0, double weight_decay=0.0,
+                 double eps=1e-10):
+    """One Adagrad update of `param` in place."""
+    with nogil:
+        adagrad_step_ptr(ptr1(param), ptr1(state_sum), cptr1(grad), param.shape[0], step, lr,
+                         lr_decay, weight_decay, eps)
+
+
+def rmsprop_step(floating[::1] param, floating[::1] square_avg, floating[::1] momentum_buffer,
+                 floating[::1] grad_avg, const floating[::1] grad, long step, double lr=1e-2,
+                 double alpha=0.99, double eps=1e-8, double weight_decay=0.0,
+                 double momentum=0.0, bint centered=False):
+    """One RMSprop update of `param` in place (momentum_buffer may be None when momentum == 0,
+    grad_avg None unless centered; `step` is unused, kept for a common signature)."""
+    with nogil:
+        rmsprop_step_ptr(ptr1(param), ptr1(square_avg), ptr1(momentum_buffer), ptr1(grad_avg),
+                         cptr1(grad), param.shape[0], lr, alpha, eps, weight_decay, momentum,
+                         centered)
