@@ -243,13 +243,15 @@ cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const in
 
 cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const int64_t* order,
                               Py_ssize_t n_rows, Py_ssize_t first_batch, Py_ssize_t n_batches,
-                              long step, double* losses, int64_t* correct,
+                              long step, double* losses, int64_t* correct, bint stop_on_nan,
                               Py_ssize_t* bad_row) noexcept nogil:
     """Run up to n_batches steps from batch first_batch of the (optionally permuted) data;
     losses[k] gets batch k's loss, correct[k] its correctly classified rows. Returns the
-    number of steps run: fewer when a batch holds a NaN/inf, whose row in X is then written
-    to bad_row (else bad_row is -1)."""
+    number of updates made: fewer when a batch holds a NaN/inf, whose row in X is then
+    written to bad_row (else bad_row is -1), or, with stop_on_nan, when a batch's loss is
+    not finite (that batch's update is not applied)."""
     cdef Py_ssize_t k, start, rows
+    cdef double loss
     bad_row[0] = -1
     for k in range(n_batches):
         start = (first_batch + k) * p.batch
@@ -257,7 +259,10 @@ cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const i
         bad_row[0] = gather_batch(p, X, y, order, start, rows)
         if bad_row[0] >= 0:
             return k
-        losses[k] = forward_backward(p, <floating*>p.work, rows, &correct[k])
+        loss = forward_backward(p, <floating*>p.work, rows, &correct[k])
+        losses[k] = loss
+        if stop_on_nan and loss - loss != 0:     # NaN or ±inf
+            return k
         update(p, <floating*>p.params, <floating*>p.grads, step + k)
     return n_batches
 
@@ -392,11 +397,12 @@ cdef class StepRunner:
             fill_optim_config(&self.plan.configs[g], config)
 
     def train_batches(self, X, y, order, Py_ssize_t first_batch, Py_ssize_t n_batches,
-                      double[::1] losses, int64_t[::1] correct):
+                      double[::1] losses, int64_t[::1] correct, bint stop_on_nan=True):
         """Train on batches first_batch .. first_batch + n_batches - 1 of X[order] (order may
         be None for the natural order), writing each batch's loss and, for classification,
-        its number of correct predictions.
-        Returns (steps run, -1 or the row of X holding the NaN/inf that stopped the run)."""
+        its number of correct predictions. Returns (updates made, -1 or the row of X holding
+        the NaN/inf that stopped the run); with stop_on_nan, a non-finite loss stops the run
+        before that batch's update."""
         cdef const void* X_ = <void*>address(X)
         cdef const void* y_ = <void*>address(y)
         cdef const int64_t* order_ = <int64_t*>address(order)
@@ -406,12 +412,12 @@ cdef class StepRunner:
         with nogil:
             if self.is_double:
                 done = train_batches[double](&self.plan, <const double*>X_, y_, order_, n_rows,
-                                             first_batch, n_batches, step, &losses[0], &correct[0],
-                                             &bad)
+                                             first_batch, n_batches, step, &losses[0],
+                                             &correct[0], stop_on_nan, &bad)
             else:
                 done = train_batches[float](&self.plan, <const float*>X_, y_, order_, n_rows,
-                                            first_batch, n_batches, step, &losses[0], &correct[0],
-                                             &bad)
+                                            first_batch, n_batches, step, &losses[0],
+                                            &correct[0], stop_on_nan, &bad)
         self.optimizer.step_count += done
         return done, bad
 
