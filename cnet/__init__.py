@@ -8,10 +8,11 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "(or `pip install -e .` in a source checkout); a C compiler is needed."
     ) from exc
 
-from cnet import data, optim
+from cnet import data, metrics, optim
 from cnet.layers import (BatchNorm1d, Dense, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid,
                          Softmax, Step, Tanh)
-from cnet.losses import CrossEntropyLoss, MSELoss
+from cnet.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss,
+                         MSELoss, TripletMarginLoss)
 from cnet.model import Parameter, Sequential
 from cnet.trainer import History, Trainer
 
@@ -21,7 +22,8 @@ __all__ = [
     "Sequential", "Parameter",
     "Dense", "Linear", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Step", "Softmax",
     "Dropout", "BatchNorm1d",
-    "CrossEntropyLoss", "MSELoss",
+    "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss",
+    "KLDivLoss", "TripletMarginLoss",
     "Trainer", "History",
-    "data", "optim",
+    "data", "metrics", "optim",
 ]

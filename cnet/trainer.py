@@ -14,7 +14,7 @@ import numpy as np
 from cnet import _activations
 from cnet._engine import StepRunner
 from cnet._validation import as_matrix, check_positive_int
-from cnet.losses import CrossEntropyLoss
+from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 from cnet.model import Sequential
 from cnet.optim import Optimizer
 
@@ -74,10 +74,16 @@ class Trainer:
     def is_classifier(self):
         return isinstance(self.loss, CrossEntropyLoss)
 
-    def _runner(self, batch_size, training):
-        key = (batch_size, training)
+    @property
+    def is_multilabel(self):
+        """k independent 0/1 labels per row: BCEWithLogitsLoss (logits) or BCELoss."""
+        return isinstance(self.loss, (BCELoss, BCEWithLogitsLoss))
+
+    def _runner(self, batch_size, training, y=None):
+        loss = self.loss if y is None else self.loss._for_targets(y)  # e.g. soft labels
+        key = (batch_size, training) if loss is self.loss else (batch_size, training, type(loss))
         if key not in self._runners:
-            self._runners[key] = (StepRunner(self.model, batch_size, self.loss, self.optimizer,
+            self._runners[key] = (StepRunner(self.model, batch_size, loss, self.optimizer,
                                              self.max_grad_norm or 0.0)
                                   if training else StepRunner(self.model, batch_size))
         return self._runners[key]
@@ -109,7 +115,7 @@ class Trainer:
                 and any(layer.op == "batchnorm" for layer in self.model.layers)):
             raise ValueError(f"batch_size: {batch_size} leaves a batch of 1 row out of {n}, "
                              f"which BatchNorm1d cannot normalise in training; choose another")
-        runner = self._runner(batch_size, training=True)
+        runner = self._runner(batch_size, training=True, y=y)
         rng = np.random.default_rng(seed)
         rows = np.full(n_batches, batch_size, np.float64)
         rows[-1] = n - batch_size * (n_batches - 1)
@@ -131,7 +137,7 @@ class Trainer:
                                  f" at row {bad} (epoch {epoch + 1}, batch {done + 1}; the "
                                  f"batches before it were trained on)")
             logs = {"loss": float(np.dot(losses, rows) / n)}
-            if self.is_classifier:
+            if self.is_classifier and y.ndim == 1:   # counted by the step runner
                 logs["accuracy"] = float(correct.sum() / counted)
             if validation_data is not None:
                 for key, value in self.evaluate(*validation_data).items():
@@ -160,7 +166,7 @@ class Trainer:
                                  f"through; train with Sigmoid and swap in Step afterwards")
 
     def _counted_rows(self, y):
-        if not self.is_classifier:
+        if not self.is_classifier or y.ndim != 1:
             return len(y)
         return max(1, int(np.count_nonzero(y != self.loss.ignore_index)))
 
@@ -203,25 +209,43 @@ class Trainer:
         return out
 
     def evaluate(self, X, y):
-        """{"loss": ..., "accuracy": ...} (accuracy for classifiers) over all of (X, y)."""
+        """{"loss": ..., "accuracy": ...} over all of (X, y): for classifiers the fraction of
+        rows whose top class is the label (the most probable class of probability targets),
+        for multi-label losses the fraction of the n * k labels predicted right."""
         outputs = self._outputs(X)
         logs = {"loss": float(self.loss(outputs, y))}
-        if self.is_classifier:
+        if self.is_multilabel:
             y = self._check_y(y, len(outputs))
-            keep = y != self.loss.ignore_index
-            hits = np.argmax(outputs, axis=1)[keep] == y[keep]
+            logs["accuracy"] = float(np.mean(self._multilabel(outputs) == (y > 0.5)))
+        elif self.is_classifier:
+            y = self._check_y(y, len(outputs))
+            keep = y != self.loss.ignore_index if y.ndim == 1 else slice(None)
+            labels = y[keep] if y.ndim == 1 else np.argmax(y, axis=1)
+            hits = np.argmax(outputs, axis=1)[keep] == labels
             logs["accuracy"] = float(hits.mean()) if hits.size else float("nan")
         return logs
 
+    def _multilabel(self, outputs):
+        """0/1 labels (int64): logits above 0, or probabilities above 0.5 for BCELoss."""
+        return (outputs > (0.5 if isinstance(self.loss, BCELoss) else 0.0)).astype(np.int64)
+
     def predict(self, X):
-        """Class labels (int64) for a classifier, the model's outputs otherwise."""
+        """Class labels (int64) for a classifier, 0/1 labels (int64, (n, k)) for a
+        multi-label loss, the model's outputs otherwise."""
         outputs = self._outputs(X)
+        if self.is_multilabel:
+            return self._multilabel(outputs)
         return np.argmax(outputs, axis=1) if self.is_classifier else outputs
 
     def predict_proba(self, X):
-        """Class probabilities (softmax of the outputs) for a classifier."""
-        if not self.is_classifier:
-            raise ValueError("predict_proba: only for classifiers (a CrossEntropyLoss)")
+        """Class probabilities (softmax of the outputs) for a classifier; for a multi-label
+        loss each label's probability (sigmoid of the logits; BCELoss's outputs as they are)."""
+        if not (self.is_classifier or self.is_multilabel):
+            raise ValueError("predict_proba: only for classifiers (a CrossEntropyLoss) and "
+                             "multi-label losses (BCEWithLogitsLoss, BCELoss)")
         outputs = self._outputs(X)
-        _activations.softmax_forward(outputs, outputs)
+        if isinstance(self.loss, BCEWithLogitsLoss):
+            _activations.sigmoid_forward(outputs, outputs)
+        elif self.is_classifier:
+            _activations.softmax_forward(outputs, outputs)
         return outputs

@@ -9,12 +9,15 @@ from cnet.reference.activations import (
     softmax_forward, step_forward, tanh_backward, tanh_forward)
 from cnet.reference.blas import matmul
 from cnet.reference.dense import dense_backward, dense_forward
-from cnet.reference.losses import mse_loss, softmax_cross_entropy
+from cnet.reference.losses import (
+    bce_loss, bce_with_logits_loss, huber_loss, kl_div_loss, l1_loss, mse_loss,
+    soft_cross_entropy, softmax_cross_entropy, triplet_margin_loss)
 from cnet.reference.optim import adagrad_step, adam_step, rmsprop_step, sgd_step
 
 __all__ = ["matmul", "dense_forward", "dense_backward", "sgd_step", "adam_step",
            "adagrad_step", "rmsprop_step",
-           "softmax_cross_entropy", "mse_loss",
+           "softmax_cross_entropy", "soft_cross_entropy", "mse_loss", "l1_loss", "huber_loss",
+           "bce_loss", "bce_with_logits_loss", "kl_div_loss", "triplet_margin_loss",
            "identity_forward", "identity_backward", "relu_forward", "relu_backward",
            "leaky_relu_forward", "leaky_relu_backward", "sigmoid_forward", "sigmoid_backward",
            "tanh_forward", "tanh_backward", "step_forward", "softmax_forward", "softmax_backward"]

@@ -1,15 +1,41 @@
 """Losses with PyTorch's semantics: fused softmax-cross-entropy (loss and dlogits in one
-pass per row) and mean squared error. Sums accumulate in double in both dtypes."""
+pass per row) against class indices or class probabilities, the element-by-element losses
+(MSE, L1, Huber, BCE, BCE with logits, KL divergence) through one driver, and the triplet
+margin loss. Sums accumulate in double in both dtypes."""
 from cython cimport floating
-from libc.math cimport exp, log
+from libc.math cimport INFINITY, copysign, exp, fabs, log, log1p, pow, sqrt
 from libc.stdint cimport int64_t
 
 import numpy as np
 
 from cnet._memview cimport ptr1, ptr2, cptr1, cptr2
 
-# The reduction codes the kernels take, by PyTorch's names.
+# The reduction codes the kernels take, by PyTorch's names ('batchmean' is KLDivLoss's own).
 REDUCTIONS = {"none": REDUCTION_NONE, "mean": REDUCTION_MEAN, "sum": REDUCTION_SUM}
+BATCHMEAN = REDUCTION_BATCHMEAN
+
+# torch's BCE: logs clamped at -100, and the gradient's denominator x (1 - x) at 1e-12.
+cdef double LOG_FLOOR = -100.0
+cdef double BCE_GRAD_EPS = 1e-12
+
+
+cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), or NULL
+                           const floating* x,        # (C,)
+                           Py_ssize_t classes, double* row_max) noexcept nogil:
+    """Σ_c exp(x[c] - max x), with max x in row_max: log of it is the row's log-sum-exp
+    less the max, the softmax is e / the sum."""
+    cdef Py_ssize_t c
+    cdef double m = x[0], s = 0, v
+    for c in range(1, classes):
+        if x[c] > m:
+            m = x[c]
+    for c in range(classes):
+        v = exp(x[c] - m)
+        s += v
+        if e != NULL:
+            e[c] = <floating>v
+    row_max[0] = m
+    return s
 
 
 cdef double softmax_cross_entropy_ptr(floating* dlogits,        # (B, C) out, or NULL to skip
@@ -30,7 +56,7 @@ cdef double softmax_cross_entropy_ptr(floating* dlogits,        # (B, C) out, or
     cdef double keep = 1 - label_smoothing, smooth = label_smoothing / classes
     cdef double wsum = classes, denom = 0, scale = 1
     cdef double nll_total = 0, smooth_total = 0
-    cdef double m, e, s, lse, wx, wy, nll, smooth_loss, a, b, coef
+    cdef double m, s, lse, wx, wy, nll, smooth_loss, a, b, coef
     if weight != NULL:
         wsum = 0
         for c in range(classes):
@@ -52,20 +78,12 @@ cdef double softmax_cross_entropy_ptr(floating* dlogits,        # (B, C) out, or
                     g[c] = 0
             continue
         y = <Py_ssize_t>target[i]
-        # The row max, then s = Σ exp(x - max) (each term kept in dlogits for the gradient)
-        # and wx = Σ w[c] (x[c] - max); -log p_c = log(s) - (x[c] - max).
-        m = x[0]
-        for c in range(1, classes):
-            if x[c] > m:
-                m = x[c]
-        s = 0
+        # s = Σ exp(x - max) (each term kept in dlogits for the gradient) and
+        # wx = Σ w[c] (x[c] - max); -log p_c = log(s) - (x[c] - max).
+        s = exp_row(g, x, classes, &m)
         wx = 0
-        for c in range(classes):
-            e = exp(x[c] - m)
-            s += e
-            if g != NULL:
-                g[c] = <floating>e
-            if label_smoothing != 0:
+        if label_smoothing != 0:
+            for c in range(classes):
                 wx += (x[c] - m) * (weight[c] if weight != NULL else 1)
         lse = log(s)
         wy = weight[y] if weight != NULL else 1
@@ -89,40 +107,270 @@ cdef double softmax_cross_entropy_ptr(floating* dlogits,        # (B, C) out, or
     return keep * nll_total + smooth * smooth_total
 
 
-cdef double mse_loss_ptr(floating* dinput,          # (N,) out, or NULL to skip
-                         floating* losses,          # (N,) out, or NULL
-                         const floating* input,     # (N,)
-                         const floating* target,    # (N,)
-                         Py_ssize_t n, int reduction) noexcept nogil:
-    """Σ (input - target)², divided by n for REDUCTION_MEAN; losses gets each squared error
-    and dinput the gradient of the returned value."""
-    cdef Py_ssize_t i
-    cdef double d, total = 0
-    cdef double scale = 2.0 / n if reduction == REDUCTION_MEAN else 2.0
-    for i in range(n):
-        d = <double>input[i] - <double>target[i]
-        total += d * d
+cdef double soft_cross_entropy_ptr(floating* dlogits,          # (B, C) out, or NULL to skip
+                                   floating* losses,           # (B,) out, or NULL
+                                   const floating* logits,     # (B, C)
+                                   const floating* target,     # (B, C) class probabilities
+                                   const floating* weight,     # (C,) or NULL
+                                   Py_ssize_t batch, Py_ssize_t classes,
+                                   double label_smoothing, int reduction) noexcept nogil:
+    """torch.nn.functional.cross_entropy on logits against class probabilities: with
+    q = (1-ε) t + ε/C, loss_i = -Σ_c w[c] q[i,c] log p[i,c]. 'mean' divides the sum by the
+    batch size (not by weights, as PyTorch). Outputs as softmax_cross_entropy_ptr's."""
+    cdef Py_ssize_t i, c
+    cdef const floating* x
+    cdef const floating* t
+    cdef floating* g = NULL
+    cdef double keep = 1 - label_smoothing, smooth = label_smoothing / classes
+    cdef double scale = 1.0 / batch if reduction == REDUCTION_MEAN else 1.0
+    cdef double total = 0, m, s, lse, wq, wq_sum, row_loss, coef
+    for i in range(batch):
+        x = logits + i * classes
+        t = target + i * classes
+        if dlogits != NULL:
+            g = dlogits + i * classes
+        s = exp_row(g, x, classes, &m)
+        lse = log(s)
+        wq_sum = 0
+        row_loss = 0
+        for c in range(classes):
+            wq = (keep * t[c] + smooth) * (weight[c] if weight != NULL else 1)
+            wq_sum += wq
+            row_loss += wq * (lse - (x[c] - m))
+        total += row_loss
         if losses != NULL:
-            losses[i] = <floating>(d * d)
-        if dinput != NULL:
-            dinput[i] = <floating>(scale * d)
-    return total / n if reduction == REDUCTION_MEAN else total
+            losses[i] = <floating>row_loss
+        if g != NULL:
+            # d loss_i / d x_c = p_c Σ_k w[k] q[k] - w[c] q[c]
+            coef = scale * wq_sum / s
+            for c in range(classes):
+                wq = (keep * t[c] + smooth) * (weight[c] if weight != NULL else 1)
+                g[c] = <floating>(coef * g[c] - scale * wq)
+    return total * scale
+
+
+cdef inline double pointwise(const LossConfig* c, double x, double t, double pos_weight,
+                             double* grad) noexcept nogil:
+    """One element's loss for c.kind, and its derivative w.r.t. x in grad[0]."""
+    cdef double r, a, e, log_weight, log_sig, sig_neg, lx, l1x, denom
+    if c.kind == LOSS_MSE:
+        r = x - t
+        grad[0] = 2 * r
+        return r * r
+    if c.kind == LOSS_L1:
+        r = x - t
+        a = fabs(r)
+        grad[0] = copysign(1.0, r) if a > 0 else r * 0    # torch's sign: 0 at 0, NaN kept
+        return a
+    if c.kind == LOSS_HUBER:
+        r = x - t
+        a = fabs(r)
+        grad[0] = r if not (a > c.delta) else copysign(c.delta, r)
+        return 0.5 * r * r if a < c.delta else c.delta * (a - 0.5 * c.delta)
+    if c.kind == LOSS_BCE:
+        # -(t log x + (1 - t) log(1 - x)), each log at least -100; torch's gradient
+        # (x - t) / max(x (1 - x), 1e-12). Comparisons keep NaN (fmax would drop it).
+        lx = log(x)
+        if lx < LOG_FLOOR:
+            lx = LOG_FLOOR
+        l1x = log1p(-x)
+        if l1x < LOG_FLOOR:
+            l1x = LOG_FLOOR
+        denom = (1 - x) * x
+        if denom < BCE_GRAD_EPS:
+            denom = BCE_GRAD_EPS
+        grad[0] = (x - t) / denom
+        return (t - 1) * l1x - t * lx
+    if c.kind == LOSS_BCE_WITH_LOGITS:
+        # torch: (1 - t) x - (1 + (pw - 1) t) log σ(x), log σ(x) = min(x, 0) - log1p(e^-|x|)
+        e = exp(-fabs(x))
+        log_weight = 1 + (pos_weight - 1) * t
+        log_sig = (x if x < 0 else 0) - log1p(e)
+        sig_neg = e / (1 + e) if x >= 0 else 1 / (1 + e)     # σ(-x), stable both ways
+        grad[0] = (1 - t) - log_weight * sig_neg
+        return (1 - t) * x - log_weight * log_sig
+    # LOSS_KL_DIV: torch's kl_div, xlogy(t, t) - t x (0 where t == 0), or e^t (t - x)
+    if c.log_target:
+        e = exp(t)
+        grad[0] = -e
+        return e * (t - x)
+    grad[0] = -t
+    return (t * log(t) if t != 0 else 0) - t * x
+
+
+cdef double pointwise_loss_ptr(const LossConfig* c,
+                               floating* dinput,          # (rows, cols) out, or NULL to skip
+                               floating* losses,          # (rows, cols) out, or NULL
+                               const floating* input,     # (rows, cols)
+                               const floating* target,    # (rows, cols)
+                               Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """The element-by-element loss c.kind, each element times its weight (c.weight at the
+    config's strides, when set). Returns the sum, divided by rows * cols for 'mean' and by
+    rows for 'batchmean'; losses gets each element's loss and dinput the gradient of the
+    returned value (of the sum for REDUCTION_NONE)."""
+    cdef const floating* weight = <const floating*>c.weight
+    cdef const floating* pos_weight = <const floating*>c.pos_weight
+    cdef Py_ssize_t r, j, k
+    cdef double total = 0, scale = 1, value, grad, w, pw = 1
+    if c.reduction == REDUCTION_MEAN:
+        scale = 1.0 / (rows * cols)
+    elif c.reduction == REDUCTION_BATCHMEAN:
+        scale = 1.0 / rows
+    for r in range(rows):
+        for j in range(cols):
+            k = r * cols + j
+            if pos_weight != NULL:
+                pw = pos_weight[j * c.pos_weight_stride]
+            value = pointwise(c, input[k], target[k], pw, &grad)
+            if weight != NULL:
+                w = weight[r * c.weight_row_stride + j * c.weight_col_stride]
+                value *= w
+                grad *= w
+            total += value
+            if losses != NULL:
+                losses[k] = <floating>value
+            if dinput != NULL:
+                dinput[k] = <floating>(scale * grad)
+    return total * scale
+
+
+cdef inline double distance(const floating* x, const floating* y, Py_ssize_t dim, double p,
+                            double eps) noexcept nogil:
+    """torch's pairwise_distance: ||x - y + eps||_p (p may be INFINITY)."""
+    cdef Py_ssize_t j
+    cdef double a, total = 0
+    for j in range(dim):
+        a = fabs(<double>x[j] - <double>y[j] + eps)
+        if p == 2:
+            total += a * a
+        elif p == 1:
+            total += a
+        elif p == INFINITY:
+            if a > total or a != a:      # keeps a NaN once seen
+                total = a
+        else:
+            total += pow(a, p)
+    if p == 2:
+        return sqrt(total)
+    if p == 1 or p == INFINITY:
+        return total
+    return pow(total, 1 / p)
+
+
+cdef inline void add_distance_grad(floating* gx, floating* gy, double coef,
+                                   const floating* x, const floating* y, Py_ssize_t dim,
+                                   double p, double eps, double norm) noexcept nogil:
+    """gx += coef ∂d/∂x and gy -= coef ∂d/∂x, for d = ||x - y + eps||_p == norm. As torch's
+    norm backward: nothing where norm is 0, the L∞ gradient shared among tied maxima."""
+    cdef Py_ssize_t j, ties = 0
+    cdef double v, a, g
+    if coef == 0 or norm == 0:
+        return
+    if p == INFINITY:
+        for j in range(dim):
+            a = fabs(<double>x[j] - <double>y[j] + eps)
+            ties += a == norm or a != a
+    for j in range(dim):
+        v = <double>x[j] - <double>y[j] + eps
+        a = fabs(v)
+        if p == 2:
+            g = v / norm
+        elif a == 0:
+            g = 0
+        elif p == 1:
+            g = copysign(1.0, v)
+        elif p == INFINITY:
+            g = copysign(1.0, v) / ties if a == norm or a != a else 0
+        else:
+            g = copysign(pow(a / norm, p - 1), v)
+        gx[j] += <floating>(coef * g)
+        gy[j] -= <floating>(coef * g)
+
+
+cdef double triplet_margin_ptr(floating* danchor,           # (B, D) out, or NULL to skip
+                               floating* dpositive,         # (B, D) out, NULL with danchor
+                               floating* dnegative,         # (B, D) out, NULL with danchor
+                               floating* losses,            # (B,) out, or NULL
+                               const floating* anchor,      # (B, D)
+                               const floating* positive,    # (B, D)
+                               const floating* negative,    # (B, D)
+                               Py_ssize_t batch, Py_ssize_t dim, double margin, double p,
+                               double eps, bint swap, int reduction) noexcept nogil:
+    """torch.nn.functional.triplet_margin_loss: loss_i = max(d(a, p) - d(a, n) + margin, 0)
+    with d the pairwise distance; swap uses min(d(a, n), d(p, n)) for d(a, n) (a tie shares
+    the gradient, as torch's min). Returns the sum, divided by B for 'mean'; the gradients
+    are those of the returned value."""
+    cdef Py_ssize_t i, j
+    cdef const floating* a
+    cdef const floating* pos
+    cdef const floating* neg
+    cdef floating* ga
+    cdef floating* gp
+    cdef floating* gn
+    cdef double scale = 1.0 / batch if reduction == REDUCTION_MEAN else 1.0
+    cdef double total = 0, d_ap, d_an, d_pn = 0, d_neg, value, w_an, w_pn
+    for i in range(batch):
+        a = anchor + i * dim
+        pos = positive + i * dim
+        neg = negative + i * dim
+        d_ap = distance(a, pos, dim, p, eps)
+        d_an = distance(a, neg, dim, p, eps)
+        d_neg = d_an
+        w_an, w_pn = 1.0, 0.0
+        if swap:
+            d_pn = distance(pos, neg, dim, p, eps)
+            if d_pn < d_an:
+                d_neg, w_an, w_pn = d_pn, 0.0, 1.0
+            elif d_pn == d_an:
+                w_an, w_pn = 0.5, 0.5
+        value = margin + d_ap - d_neg
+        if value < 0:
+            value = 0       # torch's clamp_min: NaN stays NaN
+        total += value
+        if losses != NULL:
+            losses[i] = <floating>value
+        if danchor == NULL:
+            continue
+        ga, gp, gn = danchor + i * dim, dpositive + i * dim, dnegative + i * dim
+        for j in range(dim):
+            ga[j] = gp[j] = gn[j] = 0
+        if margin + d_ap - d_neg >= 0:       # clamp_min passes the gradient at 0
+            add_distance_grad(ga, gp, scale, a, pos, dim, p, eps, d_ap)
+            add_distance_grad(ga, gn, -scale * w_an, a, neg, dim, p, eps, d_an)
+            if swap:
+                add_distance_grad(gp, gn, -scale * w_pn, pos, neg, dim, p, eps, d_pn)
+    return total * scale
+
+
+cdef object per_column(object values, object dtype):
+    return None if values is None else np.ascontiguousarray(np.reshape(values, -1), dtype)
+
+
+cdef size_t address(object array):
+    return 0 if array is None else <size_t>array.ctypes.data
 
 
 cdef object fill_loss_config(LossConfig* c, object loss, object dtype):
     """Fill c from a loss object's _kernel_spec(); returns the arrays c points into, which
-    the caller must keep alive (weights converted to the model's dtype)."""
+    the caller must keep alive (weights converted to the model's dtype). A spec's "weight"
+    and "pos_weight" are None or 1-D: one value per class (cross-entropy) or per output
+    column, or a single value for every column (BCE)."""
     spec = loss._kernel_spec()
     c.kind = spec["kind"]
     c.class_targets = spec["kind"] == LOSS_CROSS_ENTROPY
     c.reduction = spec["reduction"]
     c.ignore_index = spec.get("ignore_index", -100)
     c.label_smoothing = spec.get("label_smoothing", 0.0)
-    weight = spec.get("weight")
-    if weight is not None:
-        weight = np.ascontiguousarray(weight, dtype)
-    c.weight = <void*><size_t>(0 if weight is None else weight.ctypes.data)
-    return [weight]
+    c.delta = spec.get("delta", 1.0)
+    c.log_target = spec.get("log_target", False)
+    weight = per_column(spec.get("weight"), dtype)
+    pos_weight = per_column(spec.get("pos_weight"), dtype)
+    c.weight = <void*>address(weight)
+    c.weight_row_stride = 0
+    c.weight_col_stride = 0 if weight is None or weight.size == 1 else 1
+    c.pos_weight = <void*>address(pos_weight)
+    c.pos_weight_stride = 0 if pos_weight is None or pos_weight.size == 1 else 1
+    return [weight, pos_weight]
 
 
 cdef double loss_ptr(const LossConfig* c,
@@ -135,9 +383,15 @@ cdef double loss_ptr(const LossConfig* c,
         return softmax_cross_entropy_ptr(grad, <floating*>NULL, output, <const int64_t*>target,
                                          <const floating*>c.weight, rows, cols,
                                          c.ignore_index, c.label_smoothing, c.reduction)
-    return mse_loss_ptr(grad, <floating*>NULL, output, <const floating*>target, rows * cols,
-                        c.reduction)
+    if c.kind == LOSS_SOFT_CROSS_ENTROPY:
+        return soft_cross_entropy_ptr(grad, <floating*>NULL, output, <const floating*>target,
+                                      <const floating*>c.weight, rows, cols,
+                                      c.label_smoothing, c.reduction)
+    return pointwise_loss_ptr(c, grad, <floating*>NULL, output, <const floating*>target,
+                              rows, cols)
 
+
+# ---- Python entry points (the cnet.losses objects and the tests call these) ---------------
 
 def softmax_cross_entropy(dlogits, losses, logits, target, weight=None, ignore_index=-100,
                           label_smoothing=0.0, reduction=REDUCTION_MEAN):
@@ -149,10 +403,96 @@ def softmax_cross_entropy(dlogits, losses, logits, target, weight=None, ignore_i
                                   label_smoothing, reduction)
 
 
+def soft_cross_entropy(dlogits, losses, logits, target, weight=None, label_smoothing=0.0,
+                       reduction=REDUCTION_MEAN):
+    """Cross-entropy of logits (B, C) against class probabilities target (B, C), of logits'
+    dtype: returns the reduced loss, writes per-row losses (B,) and dlogits (B, C) (either
+    may be None). weight (C,) or None."""
+    return _soft_cross_entropy(logits, dlogits, losses, target, weight, label_smoothing,
+                               reduction)
+
+
+# The element-by-element losses take input, target (and dinput, losses) of one shape:
+# (rows, cols), or (N,) read as one row. weight broadcasts to that shape, pos_weight to
+# (cols,); all of input's dtype.
+
 def mse_loss(dinput, losses, input, target, reduction=REDUCTION_MEAN):
-    """Mean squared error over flat arrays (N,): returns the reduced loss, writes squared
+    """Σ (input - target)², averaged for 'mean'; returns the reduced loss, writes squared
     errors into losses and the gradient into dinput (either may be None)."""
-    return _mse_loss(input, dinput, losses, target, reduction)
+    return _pointwise(LOSS_MSE, dinput, losses, input, target, reduction=reduction)
+
+
+def l1_loss(dinput, losses, input, target, reduction=REDUCTION_MEAN):
+    """Σ |input - target|, averaged for 'mean' (gradient sign(input - target), 0 at 0)."""
+    return _pointwise(LOSS_L1, dinput, losses, input, target, reduction=reduction)
+
+
+def huber_loss(dinput, losses, input, target, delta=1.0, reduction=REDUCTION_MEAN):
+    """Huber: ½ r² where |r| < delta, delta (|r| - ½ delta) elsewhere, r = input - target."""
+    return _pointwise(LOSS_HUBER, dinput, losses, input, target, delta=delta,
+                      reduction=reduction)
+
+
+def bce_loss(dinput, losses, input, target, weight=None, reduction=REDUCTION_MEAN):
+    """Binary cross-entropy of probabilities input in [0, 1]: -w (t log x + (1-t) log(1-x)),
+    logs clamped at -100, as PyTorch."""
+    return _pointwise(LOSS_BCE, dinput, losses, input, target, weight, reduction=reduction)
+
+
+def bce_with_logits_loss(dinput, losses, input, target, weight=None, pos_weight=None,
+                         reduction=REDUCTION_MEAN):
+    """Binary cross-entropy of logits, stable for any logit:
+    -w (pw t log σ(x) + (1 - t) log(1 - σ(x))), pos_weight pw per column."""
+    return _pointwise(LOSS_BCE_WITH_LOGITS, dinput, losses, input, target, weight, pos_weight,
+                      reduction=reduction)
+
+
+def kl_div_loss(dinput, losses, input, target, log_target=False, reduction=REDUCTION_MEAN):
+    """KL divergence with input log-probabilities: t (log t - x) (0 where t is 0), or
+    e^t (t - x) with log_target; REDUCTION_BATCHMEAN divides the sum by rows."""
+    return _pointwise(LOSS_KL_DIV, dinput, losses, input, target, log_target=log_target,
+                      reduction=reduction)
+
+
+def triplet_margin_loss(danchor, dpositive, dnegative, losses, anchor, positive, negative,
+                        margin=1.0, p=2.0, eps=1e-6, swap=False, reduction=REDUCTION_MEAN):
+    """Triplet margin loss of embeddings (B, D): returns the reduced loss, writes per-row
+    losses (B,) and the three gradients (B, D) (all three or none may be None)."""
+    return _triplet_margin_loss(anchor, positive, negative, danchor, dpositive, dnegative,
+                                losses, margin, p, eps, swap, reduction)
+
+
+def _pointwise(int kind, dinput, losses, input, target, weight=None, pos_weight=None,
+               double delta=1.0, bint log_target=False, int reduction=REDUCTION_MEAN):
+    cdef LossConfig c
+    shape = (1, input.shape[0]) if input.ndim == 1 else input.shape
+    c.kind, c.reduction, c.delta, c.log_target = kind, reduction, delta, log_target
+    c.weight = c.pos_weight = NULL
+    c.weight_row_stride = c.weight_col_stride = c.pos_weight_stride = 0
+    if weight is not None:
+        weight = np.broadcast_to(np.asarray(weight, input.dtype), shape)
+        c.weight = <void*>address(weight)
+        c.weight_row_stride = weight.strides[0] // weight.itemsize
+        c.weight_col_stride = weight.strides[1] // weight.itemsize
+    if pos_weight is not None:
+        pos_weight = np.broadcast_to(np.asarray(pos_weight, input.dtype), shape[1:])
+        c.pos_weight = <void*>address(pos_weight)
+        c.pos_weight_stride = pos_weight.strides[0] // pos_weight.itemsize
+    dinput, losses, input, target = [None if a is None else a.reshape(shape)
+                                     for a in (dinput, losses, input, target)]
+    if input.dtype == np.float64:
+        return _run_pointwise[double](&c, dinput, losses, input, target)
+    return _run_pointwise[float](&c, dinput, losses, input, target)
+
+
+cdef double _run_pointwise(const LossConfig* c, floating[:, ::1] dinput,
+                           floating[:, ::1] losses, const floating[:, ::1] input,
+                           const floating[:, ::1] target):
+    cdef double loss
+    with nogil:
+        loss = pointwise_loss_ptr(c, ptr2(dinput), ptr2(losses), cptr2(input), cptr2(target),
+                                  input.shape[0], input.shape[1])
+    return loss
 
 
 def _softmax_cross_entropy(const floating[:, ::1] logits, floating[:, ::1] dlogits,
@@ -168,10 +508,26 @@ def _softmax_cross_entropy(const floating[:, ::1] logits, floating[:, ::1] dlogi
     return loss
 
 
-def _mse_loss(const floating[::1] input, floating[::1] dinput, floating[::1] losses,
-              const floating[::1] target, int reduction):
+def _soft_cross_entropy(const floating[:, ::1] logits, floating[:, ::1] dlogits,
+                        floating[::1] losses, const floating[:, ::1] target,
+                        const floating[::1] weight, double label_smoothing, int reduction):
     cdef double loss
     with nogil:
-        loss = mse_loss_ptr(ptr1(dinput), ptr1(losses), cptr1(input), cptr1(target),
-                            input.shape[0], reduction)
+        loss = soft_cross_entropy_ptr(ptr2(dlogits), ptr1(losses), cptr2(logits), cptr2(target),
+                                      cptr1(weight), logits.shape[0], logits.shape[1],
+                                      label_smoothing, reduction)
+    return loss
+
+
+def _triplet_margin_loss(const floating[:, ::1] anchor, const floating[:, ::1] positive,
+                         const floating[:, ::1] negative, floating[:, ::1] danchor,
+                         floating[:, ::1] dpositive, floating[:, ::1] dnegative,
+                         floating[::1] losses, double margin, double p, double eps, bint swap,
+                         int reduction):
+    cdef double loss
+    with nogil:
+        loss = triplet_margin_ptr(ptr2(danchor), ptr2(dpositive), ptr2(dnegative), ptr1(losses),
+                                  cptr2(anchor), cptr2(positive), cptr2(negative),
+                                  anchor.shape[0], anchor.shape[1], margin, p, eps, swap,
+                                  reduction)
     return loss
