@@ -9,6 +9,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 from cnet import data, metrics, optim
+from cnet import schedulers
 from cnet.layers import (BatchNorm1d, Dense, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid,
                          Softmax, Step, Tanh)
 from cnet.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss,
@@ -26,4 +27,5 @@ __all__ = [
     "KLDivLoss", "TripletMarginLoss",
     "Trainer", "History",
     "data", "metrics", "optim",
+    "schedulers",
 ]

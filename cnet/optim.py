@@ -400,3 +400,380 @@ class RMSprop(Optimizer):
         return dict(kind=self.kind, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
                     weight_decay=group["weight_decay"], momentum=group["momentum"],
                     centered=group["centered"])
+
+
+# --- L-BFGS: a port of torch.optim.LBFGS (itself after minFunc) over one flat vector --------
+
+def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
+    """Minimiser of the cubic through (x1, f1, g1) and (x2, f2, g2), clamped to bounds."""
+    if bounds is not None:
+        xmin_bound, xmax_bound = bounds
+    else:
+        xmin_bound, xmax_bound = (x1, x2) if x1 <= x2 else (x2, x1)
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    d2_square = d1**2 - g1 * g2
+    if d2_square >= 0:
+        d2 = np.sqrt(d2_square)
+        if x1 <= x2:
+            min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+        else:
+            min_pos = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+        return min(max(min_pos, xmin_bound), xmax_bound)
+    return (xmin_bound + xmax_bound) / 2.0
+
+
+def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9,
+                  max_ls=25):
+    """Line search for a step t along d meeting the strong Wolfe conditions (torch's
+    _strong_wolfe, ported from lswolfe.lua): returns (f_new, g_new, t, evaluations)."""
+    d_norm = np.abs(d).max()
+    g = g.copy()
+    f_new, g_new = obj_func(x, t, d)
+    ls_func_evals = 1
+    gtd_new = g_new.dot(d)
+    t_prev, f_prev, g_prev, gtd_prev = 0, f, g, gtd
+    done = False
+    ls_iter = 0
+    while ls_iter < max_ls:
+        if f_new > (f + c1 * t * gtd) or (ls_iter > 1 and f_new >= f_prev):
+            bracket, bracket_f = [t_prev, t], [f_prev, f_new]
+            bracket_g, bracket_gtd = [g_prev, g_new.copy()], [gtd_prev, gtd_new]
+            break
+        if abs(gtd_new) <= -c2 * gtd:
+            bracket, bracket_f, bracket_g = [t], [f_new], [g_new]
+            done = True
+            break
+        if gtd_new >= 0:
+            bracket, bracket_f = [t_prev, t], [f_prev, f_new]
+            bracket_g, bracket_gtd = [g_prev, g_new.copy()], [gtd_prev, gtd_new]
+            break
+        # interpolate
+        min_step = t + 0.01 * (t - t_prev)
+        max_step = t * 10
+        tmp = t
+        t = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new,
+                               bounds=(min_step, max_step))
+        t_prev, f_prev, g_prev, gtd_prev = tmp, f_new, g_new.copy(), gtd_new
+        f_new, g_new = obj_func(x, t, d)
+        ls_func_evals += 1
+        gtd_new = g_new.dot(d)
+        ls_iter += 1
+    if ls_iter == max_ls:
+        bracket, bracket_f, bracket_g = [0, t], [f, f_new], [g, g_new]
+
+    # zoom: refine the bracket until a point meets the conditions
+    insuf_progress = False
+    low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[-1] else (1, 0)
+    while not done and ls_iter < max_ls:
+        if abs(bracket[1] - bracket[0]) * d_norm < tolerance_change:
+            break
+        t = _cubic_interpolate(bracket[0], bracket_f[0], bracket_gtd[0],
+                               bracket[1], bracket_f[1], bracket_gtd[1])
+        # A t too close to the bracket's ends twice in a row (or outside it) is moved to
+        # 0.1 * the bracket's length from the nearest end.
+        eps = 0.1 * (max(bracket) - min(bracket))
+        if min(max(bracket) - t, t - min(bracket)) < eps:
+            if insuf_progress or t >= max(bracket) or t <= min(bracket):
+                if abs(t - max(bracket)) < abs(t - min(bracket)):
+                    t = max(bracket) - eps
+                else:
+                    t = min(bracket) + eps
+                insuf_progress = False
+            else:
+                insuf_progress = True
+        else:
+            insuf_progress = False
+        f_new, g_new = obj_func(x, t, d)
+        ls_func_evals += 1
+        gtd_new = g_new.dot(d)
+        ls_iter += 1
+        if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
+            # Armijo condition not met, or not lower than the lowest point
+            bracket[high_pos], bracket_f[high_pos] = t, f_new
+            bracket_g[high_pos], bracket_gtd[high_pos] = g_new.copy(), gtd_new
+            low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[1] else (1, 0)
+        else:
+            if abs(gtd_new) <= -c2 * gtd:
+                done = True
+            elif gtd_new * (bracket[high_pos] - bracket[low_pos]) >= 0:
+                # the old high becomes the new low
+                bracket[high_pos], bracket_f[high_pos] = bracket[low_pos], bracket_f[low_pos]
+                bracket_g[high_pos] = bracket_g[low_pos]
+                bracket_gtd[high_pos] = bracket_gtd[low_pos]
+            bracket[low_pos], bracket_f[low_pos] = t, f_new
+            bracket_g[low_pos], bracket_gtd[low_pos] = g_new.copy(), gtd_new
+    return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], ls_func_evals
+
+
+class LBFGS(Optimizer):
+    """Limited-memory BFGS, as torch.optim.LBFGS (a port of its algorithm, so the iterates
+    agree with torch's to round-off), for full-batch training over the flat arena.
+
+    step(closure) runs up to max_iter iterations; the closure recomputes the loss and the
+    gradients (zero_grad, forward, loss, backward) and returns the loss:
+
+    >>> def closure():
+    ...     opt.zero_grad()
+    ...     loss = loss_fn(model(X), y)
+    ...     model.backward(loss_fn.backward())
+    ...     return loss
+    >>> opt.step(closure)
+
+    Trainer.fit(..., batch_size=None) runs one step(closure) per epoch with the compiled
+    full-batch forward/backward as the closure. As in torch there is one parameter group
+    and the curvature history is kept across step() calls; line_search_fn is None (steps of
+    lr, the first scaled by 1 / |g|_1) or "strong_wolfe".
+    """
+
+    state_names = ()
+
+    def __init__(self, params, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7,
+                 tolerance_change=1e-9, history_size=100, line_search_fn=None):
+        if max_eval is None:
+            max_eval = _check_int("max_iter", max_iter) * 5 // 4
+        super().__init__(params, dict(lr=lr, max_iter=max_iter, max_eval=max_eval,
+                                      tolerance_grad=tolerance_grad,
+                                      tolerance_change=tolerance_change,
+                                      history_size=history_size,
+                                      line_search_fn=line_search_fn))
+        if len(self.param_groups) != 1:
+            raise ValueError("params: LBFGS supports a single parameter group")
+        self._spans = _spans(self.param_groups[0]["params"])
+        self._size = sum(length for _, length in self._spans)
+        self._lbfgs = {"func_evals": 0, "n_iter": 0}
+
+    def _check(self, group):
+        super()._check(group)
+        _check_int("max_iter", group["max_iter"])
+        _check_int("max_eval", group["max_eval"])
+        _check_hyper("tolerance_grad", group["tolerance_grad"])
+        _check_hyper("tolerance_change", group["tolerance_change"])
+        _check_int("history_size", group["history_size"])
+        if group["line_search_fn"] not in (None, "strong_wolfe"):
+            raise ValueError(f"line_search_fn: expected None or 'strong_wolfe', "
+                             f"got {group['line_search_fn']!r}")
+
+    def kernel_groups(self):
+        """None: LBFGS has no per-step kernel. A step runner built with it only computes
+        losses and gradients (loss_and_grad), and Trainer.fit calls step(closure)."""
+        return []
+
+    # The parameters as one vector: the arena spans of the group, gathered and scattered.
+    def _gather(self, flat):
+        return np.concatenate([flat[o:o + n] for o, n in self._spans])
+
+    def _scatter(self, flat, vector):
+        k = 0
+        for o, n in self._spans:
+            flat[o:o + n] = vector[k:k + n]
+            k += n
+
+    def _add_grad(self, t, d):
+        """parameters += t * d (t rounded to the arena's dtype, as torch's alpha)."""
+        t = self.flat_data.dtype.type(t)
+        k = 0
+        for o, n in self._spans:
+            self.flat_data[o:o + n] += t * d[k:k + n]
+            k += n
+
+    def _directional_evaluate(self, closure, x, t, d):
+        self._add_grad(t, d)
+        loss = float(closure())
+        flat_grad = self._gather(self.flat_grad)
+        self._scatter(self.flat_data, x)
+        return loss, flat_grad
+
+    def step(self, closure):
+        """Up to max_iter L-BFGS iterations; returns the loss closure() gave at the start."""
+        if not callable(closure):
+            raise TypeError("closure: LBFGS.step needs a closure that recomputes the loss "
+                            "and the gradients and returns the loss")
+        self.step_count += 1
+        group = self.param_groups[0]
+        lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
+        tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
+        history_size, line_search_fn = group["history_size"], group["line_search_fn"]
+        state = self._lbfgs
+
+        orig_loss = closure()
+        loss = float(orig_loss)
+        current_evals = 1
+        state["func_evals"] += 1
+        flat_grad = self._gather(self.flat_grad)
+        if np.abs(flat_grad).max() <= tolerance_grad:
+            return orig_loss
+
+        d, t = state.get("d"), state.get("t")
+        old_dirs, old_stps, ro = state.get("old_dirs"), state.get("old_stps"), state.get("ro")
+        H_diag = state.get("H_diag")
+        prev_flat_grad, prev_loss = state.get("prev_flat_grad"), state.get("prev_loss")
+
+        n_iter = 0
+        while n_iter < max_iter:
+            n_iter += 1
+            state["n_iter"] += 1
+            # the descent direction
+            if state["n_iter"] == 1:
+                d = -flat_grad
+                old_dirs, old_stps, ro = [], [], []
+                H_diag = 1
+            else:
+                y = flat_grad - prev_flat_grad
+                s = d * t
+                ys = y.dot(s)
+                if ys > 1e-10:
+                    if len(old_dirs) == history_size:
+                        old_dirs.pop(0)
+                        old_stps.pop(0)
+                        ro.pop(0)
+                    old_dirs.append(y)
+                    old_stps.append(s)
+                    ro.append(1.0 / ys)
+                    H_diag = ys / y.dot(y)
+                # two-loop recursion: the inverse-Hessian approximation times -gradient
+                num_old = len(old_dirs)
+                al = [None] * num_old
+                q = -flat_grad
+                for i in range(num_old - 1, -1, -1):
+                    al[i] = old_stps[i].dot(q) * ro[i]
+                    q += (-al[i]) * old_dirs[i]
+                d = r = q * H_diag
+                for i in range(num_old):
+                    be_i = old_dirs[i].dot(r) * ro[i]
+                    r += (al[i] - be_i) * old_stps[i]
+            if prev_flat_grad is None:
+                prev_flat_grad = flat_grad.copy()
+            else:
+                prev_flat_grad[...] = flat_grad
+            prev_loss = loss
+
+            # the step length
+            if state["n_iter"] == 1:
+                t = min(1.0, 1.0 / np.abs(flat_grad).sum()) * lr
+            else:
+                t = lr
+            gtd = flat_grad.dot(d)
+            if gtd > -tolerance_change:
+                break
+
+            ls_func_evals = 0
+            if line_search_fn is not None:
+                x_init = self._gather(self.flat_data)
+
+                def obj_func(x, t, d):
+                    return self._directional_evaluate(closure, x, t, d)
+
+                loss, flat_grad, t, ls_func_evals = _strong_wolfe(
+                    obj_func, x_init, t, d, loss, flat_grad, gtd,
+                    max_ls=max_eval - current_evals)
+                self._add_grad(t, d)
+                opt_cond = np.abs(flat_grad).max() <= tolerance_grad
+            else:
+                self._add_grad(t, d)
+                if n_iter != max_iter:
+                    # re-evaluate, except after the last iteration
+                    loss = float(closure())
+                    flat_grad = self._gather(self.flat_grad)
+                    opt_cond = np.abs(flat_grad).max() <= tolerance_grad
+                    ls_func_evals = 1
+            current_evals += ls_func_evals
+            state["func_evals"] += ls_func_evals
+
+            # stopping conditions
+            if n_iter == max_iter or current_evals >= max_eval or opt_cond:
+                break
+            if np.abs(d * t).max() <= tolerance_change:
+                break
+            if abs(loss - prev_loss) < tolerance_change:
+                break
+
+        state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=H_diag,
+                     prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        return orig_loss
+
+    # The state: counters, and after the first iteration the direction, the step, the last
+    # gradient and the curvature pairs (k rows of old_dirs / old_stps, k values of ro).
+    _VECTORS = ("d", "prev_flat_grad")
+    _NUMBERS = ("t", "H_diag", "prev_loss")
+
+    def _state_out(self):
+        state = self._lbfgs
+        out = {"func_evals": state["func_evals"], "n_iter": state["n_iter"]}
+        if state.get("d") is not None:
+            dtype = self.flat_data.dtype
+            out.update({k: state[k].copy() for k in self._VECTORS})
+            out.update({k: float(state[k]) for k in self._NUMBERS})
+            for k in ("old_dirs", "old_stps"):
+                out[k] = np.array(state[k], dtype).reshape(len(state[k]), self._size)
+            out["ro"] = np.array(state["ro"], dtype)
+        return out
+
+    def _stage_state(self, state):
+        key = "state_dict['state']"
+        _mapping(key, state, ("func_evals", "n_iter"))
+        staged = {k: _as_state_number(f"{key}[{k!r}]", state[k], integer=True)
+                  for k in ("func_evals", "n_iter")}
+        rest = self._VECTORS + self._NUMBERS + ("old_dirs", "old_stps", "ro")
+        unexpected = [k for k in state if k not in rest and k not in staged]
+        if unexpected:
+            raise ValueError(f"{key}: unexpected key {unexpected[0]!r}")
+        if staged["n_iter"] == 0 and not any(k in state for k in rest):
+            return staged
+        _mapping(key, state, rest)
+        dtype = self.flat_data.dtype
+        for k in self._VECTORS:
+            staged[k] = _as_state_array(f"{key}[{k!r}]", state[k], (self._size,), dtype)
+        for k in self._NUMBERS:
+            staged[k] = _as_state_number(f"{key}[{k!r}]", state[k])
+        ro = np.asarray(state["ro"])
+        k_pairs = ro.shape[0] if ro.ndim == 1 else -1
+        staged["ro"] = _as_state_array(f"{key}['ro']", ro, (max(k_pairs, 0),), dtype)
+        for k in ("old_dirs", "old_stps"):
+            staged[k] = _as_state_array(f"{key}[{k!r}]", state[k], (len(staged["ro"]),
+                                                                    self._size), dtype)
+        return staged
+
+    def _commit_state(self, staged):
+        state = {"func_evals": staged["func_evals"], "n_iter": staged["n_iter"]}
+        if "d" in staged:
+            state.update({k: staged[k] for k in self._VECTORS + self._NUMBERS})
+            state["old_dirs"] = list(staged["old_dirs"])
+            state["old_stps"] = list(staged["old_stps"])
+            state["ro"] = list(staged["ro"])
+        self._lbfgs = state
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale the gradients of `parameters` in place so that their global L2 norm is at most
+    max_norm (as torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), capped
+    at 1); returns the total norm before clipping, as a float. Call it between
+    model.backward() and optimizer.step(); Trainer(max_grad_norm=...) does the same inside
+    the step runner."""
+    params = [parameters] if isinstance(parameters, Parameter) else list(parameters)
+    for p in params:
+        if not isinstance(p, Parameter):
+            raise TypeError(f"parameters: expected cnet Parameters (model.parameters()), "
+                            f"got {type(p).__name__}")
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real):
+        raise TypeError(f"max_norm: expected a number, got {max_norm!r}")
+    if not max_norm >= 0:     # inf is allowed: it only measures the norm
+        raise ValueError(f"max_norm: expected a number >= 0, got {max_norm}")
+    if isinstance(norm_type, bool) or norm_type != 2:
+        raise ValueError(f"norm_type: only the L2 norm (2.0) is supported, got {norm_type!r}")
+    if not params:
+        return 0.0
+    if len({id(p.flat_grad) for p in params}) != 1:
+        raise ValueError("parameters: expected the parameters of a single model")
+    flat_grad = params[0].flat_grad
+    spans = [flat_grad[o:o + n] for o, n in _spans(params)]
+    if len(spans) == 1 and not error_if_nonfinite:
+        return _optim.clip_grad_norm(spans[0], max_norm)     # one pass: norm and scaling
+    total = math.sqrt(sum(float(np.dot(s, s)) for s in spans))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"The total norm of the gradients is {total}: non-finite, so it "
+                           f"cannot be clipped (error_if_nonfinite=True)")
+    coef = flat_grad.dtype.type(max_norm / (total + 1e-6))
+    if coef < 1:
+        for s in spans:
+            s *= coef
+    return total

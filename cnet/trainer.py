@@ -16,11 +16,15 @@ from cnet._engine import StepRunner
 from cnet._validation import as_matrix, check_positive_int
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 from cnet.model import Sequential
-from cnet.optim import Optimizer
+from cnet.optim import LBFGS, Optimizer
 
 __all__ = ["History", "Trainer"]
 
 PREDICT_BATCH = 1024  # rows per forward pass when predicting: large enough for BLAS to be efficient
+
+
+class _NonFiniteRow(Exception):
+    """Raised inside an LBFGS closure when X holds a NaN/inf (args[0]: its row)."""
 
 
 class History:
@@ -101,13 +105,20 @@ class Trainer:
             validation_split=0.0, seed=None, verbose=1, callbacks=()):
         """Train for `epochs` passes over (X, y). batch_size=None is full-batch gradient
         descent, batch_size=1 stochastic gradient descent. callbacks (cnet.callbacks) run
-        after every epoch and may stop training. Returns a History."""
+        after every epoch and may stop training. With LBFGS (full-batch only: batch_size=None)
+        each epoch is one optimizer.step(closure). Returns a History."""
         epochs = check_positive_int("epochs", epochs)
         self._check_trainable()
         X = self._check_X(X, check_finite=False)   # finiteness: checked batch by batch
         y = self._check_y(y, len(X))
         X, y, validation_data = self._split_validation(X, y, validation_data, validation_split)
         n = len(X)
+        lbfgs = isinstance(self.optimizer, LBFGS)
+        if lbfgs and batch_size is not None:
+            raise ValueError(f"batch_size: LBFGS is a full-batch method; pass batch_size=None "
+                             f"(got {batch_size!r})")
+        if lbfgs and self.max_grad_norm is not None:
+            raise ValueError("max_grad_norm: gradient clipping is not supported with LBFGS")
         batch_size = n if batch_size is None else min(check_positive_int("batch_size",
                                                                          batch_size), n)
         n_batches = math.ceil(n / batch_size)
@@ -131,7 +142,8 @@ class Trainer:
         for epoch in range(epochs):
             start = time.perf_counter()
             order = rng.permutation(n) if shuffle else None
-            done, bad = runner.train_batches(X, y, order, 0, n_batches, losses, correct)
+            done, bad = (self._lbfgs_step(runner, X, y, losses, correct) if lbfgs else
+                         runner.train_batches(X, y, order, 0, n_batches, losses, correct))
             if bad >= 0:
                 raise ValueError(f"X: expected finite values, got {X[bad][~np.isfinite(X[bad])][0]}"
                                  f" at row {bad} (epoch {epoch + 1}, batch {done + 1}; the "
@@ -155,6 +167,27 @@ class Trainer:
         for callback in callbacks:
             callback.on_train_end(self)
         return history
+
+    def _lbfgs_step(self, runner, X, y, losses, correct):
+        """One LBFGS step(closure) whose closure is the compiled full-batch forward/backward.
+        As train_batches: (steps, -1 or a non-finite row of X); losses[0] and correct[0]
+        get the loss and hits at the start of the step."""
+        first = []
+
+        def closure():
+            loss, bad = runner.loss_and_grad(X, y, correct)
+            if bad >= 0:
+                raise _NonFiniteRow(bad)
+            if not first:
+                first.append((loss, correct[0]))
+            return loss
+
+        try:
+            self.optimizer.step(closure)
+        except _NonFiniteRow as exc:
+            return 0, exc.args[0]
+        losses[0], correct[0] = first[0]
+        return 1, -1
 
     def _check_trainable(self):
         if self.loss.reduction not in ("mean", "sum"):
