@@ -14,6 +14,7 @@ from cnet.layers import (BatchNorm1d, Dense, Dropout, Identity, LeakyReLU, Linea
                          Softmax, Step, Tanh)
 from cnet.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss,
                          MSELoss, TripletMarginLoss)
+from cnet.io import load, save
 from cnet.model import Parameter, Sequential
 from cnet.trainer import History, Trainer
 
@@ -26,6 +27,7 @@ __all__ = [
     "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "BCELoss", "BCEWithLogitsLoss",
     "KLDivLoss", "TripletMarginLoss",
     "Trainer", "History",
+    "save", "load",
     "data", "metrics", "optim",
     "schedulers",
 ]
