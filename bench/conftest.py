@@ -1,0 +1,187 @@
+"""Shared pieces of the benchmark suite: configurations, data, models and the machine header.
+
+Run the suite:            python -m pytest bench/ --benchmark-json=/tmp/bench.json
+Smoke run (CI, < 1 min):   python -m pytest bench/ --benchmark-disable
+
+Environment:
+  CNET_BENCH_SAMPLES       rows of the MNIST-shaped data (default 60,000; 4,096 with
+                           --benchmark-disable)
+  CNET_BENCH_WIDE_SAMPLES  rows for the wide configuration (default 8,192; 1,024 disabled)
+  CNET_BENCH_ROUNDS        timed rounds of each one-epoch benchmark (default 5, after one
+                           warm-up round)
+"""
+import os
+import statistics
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import cnet
+from cnet import CrossEntropyLoss, Dense, ReLU, Sequential, Trainer, optim
+from cnet.data import load_digits
+
+# DESIGN.md §6: widths, batch size, data set.
+CONFIGS = {
+    "tiny": dict(widths=(64, 32, 10), batch=16, data="digits"),
+    "mnist": dict(widths=(784, 128, 64, 10), batch=64, data="mnist"),
+    "mnist-b32": dict(widths=(784, 128, 64, 10), batch=32, data="mnist"),
+    "mnist-b256": dict(widths=(784, 128, 64, 10), batch=256, data="mnist"),
+    "wide": dict(widths=(784, 1024, 1024, 10), batch=256, data="wide"),
+}
+LR = 1e-3
+
+# The benchmark modules import these helpers as `bench_common` (with --import-mode=importlib
+# a conftest is not importable by name, and tests/conftest.py would shadow it anyway).
+sys.modules["bench_common"] = sys.modules[__name__]
+
+
+def _disabled(config):
+    return bool(config.getoption("benchmark_disable", False))
+
+
+def _env_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def make_model(widths, seed=0, dtype="float32"):
+    """Dense layers of the given widths with ReLU between them (PyTorch's init, seeded)."""
+    layers = []
+    for i in range(len(widths) - 1):
+        layers.append(Dense(widths[i], widths[i + 1]))
+        if i < len(widths) - 2:
+            layers.append(ReLU())
+    return Sequential(*layers, dtype=dtype, seed=seed)
+
+
+def make_trainer(model):
+    return Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=LR))
+
+
+def torch_model(model):
+    """The same network in PyTorch, loaded with the cnet model's weights (same keys)."""
+    torch = pytest.importorskip("torch")
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, Dense):
+            layers.append(torch.nn.Linear(layer.in_features, layer.out_features))
+        else:
+            layers.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    return net
+
+
+class Rounds:
+    """Calls fn(round_index) and records each call's CPU seconds (user + sys of the process,
+    all threads: time.process_time)."""
+
+    def __init__(self, fn):
+        self.fn, self.cpu, self.wall, self.calls = fn, [], [], 0
+
+    def __call__(self):
+        self.calls += 1
+        c0, t0 = time.process_time(), time.perf_counter()
+        result = self.fn(self.calls)
+        c1, t1 = time.process_time(), time.perf_counter()
+        self.cpu.append(c1 - c0)
+        self.wall.append(t1 - t0)
+        return result
+
+    def info(self, warmup):
+        timed = self.cpu[warmup:] or self.cpu
+        return {"cpu_s": statistics.median(timed), "cpu_s_all": self.cpu}
+
+
+def run_rounds(benchmark, fn, rounds, extra):
+    """benchmark.pedantic over one-epoch runs: one warm-up round, then `rounds` timed ones;
+    records CPU seconds per round and the load average in extra_info."""
+    recorder = Rounds(fn)
+    warmup = 0 if benchmark.disabled else 1
+    result = benchmark.pedantic(recorder, rounds=rounds, warmup_rounds=warmup, iterations=1)
+    benchmark.extra_info.update(extra)
+    benchmark.extra_info.update(recorder.info(warmup))
+    benchmark.extra_info["loadavg_after"] = os.getloadavg()[0]
+    return result
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig):
+    disabled = _disabled(pytestconfig)
+    return SimpleNamespace(
+        disabled=disabled,
+        mnist_samples=_env_int("CNET_BENCH_SAMPLES", 4096 if disabled else 60_000),
+        wide_samples=_env_int("CNET_BENCH_WIDE_SAMPLES", 1024 if disabled else 8192),
+        rounds=1 if disabled else _env_int("CNET_BENCH_ROUNDS", 5),
+    )
+
+
+@pytest.fixture(scope="session")
+def datasets(settings):
+    """datasets(name) -> (X float32 C-contiguous, y int64), built once per session."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            if name == "digits":
+                X, y = load_digits()
+                cache[name] = (np.ascontiguousarray(X / 16, dtype=np.float32), y)
+            else:
+                n = settings.mnist_samples if name == "mnist" else settings.wide_samples
+                rng = np.random.default_rng(1234 if name == "mnist" else 4321)
+                X = rng.random((n, 784), dtype=np.float32)   # uniform [0, 1), MNIST-shaped
+                y = rng.integers(0, 10, n, dtype=np.int64)
+                cache[name] = (X, y)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def inference_data():
+    """10,000 MNIST-shaped rows for the predict benchmarks."""
+    return np.random.default_rng(99).random((10_000, 784), dtype=np.float32)
+
+
+_LOAD_AT_START = []
+
+
+def pytest_sessionstart(session):
+    _LOAD_AT_START.extend(os.getloadavg())
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """The header report.py prints: BLAS and its threads, library versions, CPU count, load."""
+    import scipy
+    try:
+        import torch   # loads its own BLAS / OpenMP runtimes, so threadpoolctl lists them
+    except ImportError:
+        torch = None
+    info = {
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "cnet": cnet.__version__,
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "loadavg_start": _LOAD_AT_START,
+        "loadavg_end": os.getloadavg(),
+        "argv": sys.argv,
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                           "MKL_NUM_THREADS", "CNET_BENCH_SAMPLES",
+                                           "CNET_BENCH_WIDE_SAMPLES", "CNET_BENCH_ROUNDS")
+                if k in os.environ},
+    }
+    try:
+        from threadpoolctl import threadpool_info
+        info["threadpools"] = [
+            {k: pool.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
+                                      "threading_layer", "architecture", "filepath")}
+            for pool in threadpool_info()]
+    except ImportError:
+        info["threadpools"] = None
+    info["torch"] = torch.__version__ if torch else None
+    info["torch_threads"] = torch.get_num_threads() if torch else None
+    machine_info["cnet_bench"] = info

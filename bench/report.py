@@ -1,0 +1,335 @@
+"""Turn a pytest-benchmark JSON of bench/ into a markdown report of ratios.
+
+    python bench/report.py results.json [-o report.md]
+    python bench/report.py --run [-o bench/RESULTS.md] [--json PATH] [-- PYTEST_ARGS...]
+
+--run first runs the suite (`python -m pytest bench/ --benchmark-json=PATH -q` plus
+PYTEST_ARGS), then writes the report: the one command that regenerates bench/RESULTS.md.
+
+Every ratio comes from one run (the same machine state), from median round times:
+throughput = extra_info["samples"] / median seconds.
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import defaultdict
+
+TRAIN_CONFIGS = ["tiny", "mnist", "mnist-b32", "mnist-b256", "wide"]
+TRAIN_IMPLS = ["cnet", "reference", "pytorch", "pytorch_fused", "gemm_floor"]
+IMPL_NAMES = {"cnet": "cnet", "reference": "NumPy reference", "pytorch": "PyTorch eager",
+              "pytorch_fused": "PyTorch fused Adam", "gemm_floor": "GEMM floor"}
+
+
+def fmt_rate(x):
+    if x is None:
+        return "–"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def fmt_time(s):
+    if s is None:
+        return "–"
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def fmt_ratio(x, digits=2):
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}×"
+
+
+def fmt_bytes(n):
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def div(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+class Results:
+    def __init__(self, data):
+        self.data = data
+        self.by_key = {}
+        self.groups = defaultdict(list)
+        for bench in data["benchmarks"]:
+            info = bench.get("extra_info", {})
+            self.groups[bench["group"]].append(bench)
+            if info.get("kind") in ("train", "predict", "memory", "allocations"):
+                self.by_key[(info["kind"], info.get("config"), info.get("impl"))] = bench
+
+    def get(self, kind, config, impl):
+        return self.by_key.get((kind, config, impl))
+
+    def median(self, kind, config, impl):
+        bench = self.get(kind, config, impl)
+        return bench["stats"]["median"] if bench else None
+
+    def rate(self, kind, config, impl):
+        bench = self.get(kind, config, impl)
+        return div(bench["extra_info"]["samples"], bench["stats"]["median"]) if bench else None
+
+    def info(self, kind, config, impl, key):
+        bench = self.get(kind, config, impl)
+        return bench["extra_info"].get(key) if bench else None
+
+
+# --- sections --------------------------------------------------------------------------------
+
+def header(results):
+    data = results.data
+    machine = data.get("machine_info", {})
+    extra = machine.get("cnet_bench", {})
+    cpu = machine.get("cpu", {})
+    lines = ["# cnet benchmark results", ""]
+    argv = extra.get("argv")
+    if argv:
+        args = " ".join(argv[1:]) if argv[0].endswith(("pytest", "__main__.py")) else " ".join(argv)
+        lines.append(f"Suite: `python -m pytest {args}` at {data.get('datetime', '?')}")
+    commit = data.get("commit_info", {})
+    if commit.get("id"):
+        dirty = " (with uncommitted changes)" if commit.get("dirty") else ""
+        lines.append(f"at commit `{commit['id'][:10]}`{dirty}.")
+    lines.append("")
+    lines.append(f"- CPU: {cpu.get('brand_raw', '?')}, {extra.get('cpu_count', '?')} CPUs "
+                 f"({extra.get('cpu_affinity', '?')} usable), {machine.get('system', '')} "
+                 f"{machine.get('release', '')}")
+    lines.append(f"- Python {machine.get('python_version', '?')}, numpy {extra.get('numpy', '?')}, "
+                 f"scipy {extra.get('scipy', '?')}, torch {extra.get('torch') or 'not installed'}"
+                 + (f" ({extra['torch_threads']} threads)" if extra.get("torch_threads") else ""))
+    for pool in extra.get("threadpools") or []:
+        where = os.path.basename(pool.get("filepath") or "")
+        lines.append(f"- {pool.get('user_api')}: {pool.get('internal_api')} {pool.get('version')}"
+                     f", {pool.get('num_threads')} threads"
+                     + (f", {pool['architecture']}" if pool.get("architecture") else "")
+                     + (f" (`{where}`)" if where else ""))
+    if extra.get("env"):
+        lines.append("- environment: " + ", ".join(f"{k}={v}" for k, v in extra["env"].items()))
+    start, end = extra.get("loadavg_start"), extra.get("loadavg_end")
+    if start or end:
+        fmt = lambda la: "/".join(f"{x:.2f}" for x in la) if la else "?"   # noqa: E731
+        lines.append(f"- load average (1/5/15 min) at start {fmt(start)}, at end {fmt(end)}"
+                     " (other work on the machine adds noise to every column)")
+    lines.append("")
+    return lines
+
+
+def target_rows(results):
+    """(figure, measured text, target text, met or None)."""
+    rows = []
+
+    def speedup(config, target):
+        r = div(results.rate("train", config, "cnet"), results.rate("train", config, "reference"))
+        rows.append((f"{config}: cnet / NumPy reference training throughput", fmt_ratio(r),
+                     f"≥ {target}×", None if r is None else r >= target))
+
+    speedup("tiny", 15)
+    speedup("mnist", 2.6)
+    speedup("wide", 1.35)
+    for config, target in (("mnist", 1.2), ("wide", 1.08)):
+        r = div(results.median("train", config, "cnet"),
+                results.median("train", config, "gemm_floor"))
+        rows.append((f"{config}: cnet step time / GEMM floor (same BLAS)", fmt_ratio(r),
+                     f"≤ {target}", None if r is None else r <= target))
+    r = div(results.rate("predict", "mnist", "cnet"), results.rate("predict", "mnist", "reference"))
+    rows.append(("predict throughput, mnist, cnet / NumPy reference", fmt_ratio(r), "≥ 3×",
+                 None if r is None else r >= 3))
+    alloc = results.get("allocations", "mnist", "cnet")
+    if alloc:
+        info = alloc["extra_info"]
+        text = (f"{info['arrays_per_step']:g} kept, "
+                f"{'some' if info['transient_arrays'] else 'none'} transient "
+                f"({info['extra_peak_bytes']} B peak over {info['steps']} steps)")
+        rows.append(("arrays allocated per training step at steady state", text, "0",
+                     info["numpy_blocks_left"] == 0 and not info["transient_arrays"]))
+    else:
+        rows.append(("arrays allocated per training step at steady state", "–", "0", None))
+    cpu = [(c, div(results.info("train", c, "cnet", "cpu_s"),
+                   results.info("train", c, "gemm_floor", "cpu_s"))) for c in TRAIN_CONFIGS]
+    cpu = [(c, r) for c, r in cpu if r is not None]
+    if cpu:
+        worst = max(r for _, r in cpu)
+        text = ", ".join(f"{c} {r:.2f}" for c, r in cpu)
+        rows.append(("CPU seconds per epoch / the GEMM floor's", text, "≤ 1.2 (any width)",
+                     worst <= 1.2))
+    else:
+        rows.append(("CPU seconds per epoch / the GEMM floor's", "–", "≤ 1.2 (any width)", None))
+    r = results.info("memory", "mnist", "cnet", "ratio")
+    rows.append(("peak memory during fit / budget, mnist", fmt_ratio(r, 3), "≤ 1.3",
+                 None if r is None else r <= 1.3))
+    return rows
+
+
+def targets(results):
+    lines = ["## DESIGN.md §6 targets", "",
+             "| figure | measured | target | |", "|---|---:|---:|---|"]
+    for figure, measured, target, met in target_rows(results):
+        status = "–" if met is None else ("met" if met else "**not met**")
+        lines.append(f"| {figure} | {measured} | {target} | {status} |")
+    lines.append("")
+    return lines
+
+
+def training(results):
+    present = [i for i in TRAIN_IMPLS
+               if any(results.get("train", c, i) for c in TRAIN_CONFIGS)]
+    lines = ["## Training: one epoch, float32, Adam, shuffled mini-batches", "",
+             "Samples/s from the median round. cnet step / floor: cnet's epoch time over the GEMM "
+             "floor's (only the matrix products of every step, through cnet's BLAS wrapper on "
+             "preallocated arrays, called from Python). CPU: user+sys seconds per epoch, over "
+             "the floor's.", ""]
+    cols = [IMPL_NAMES[i] for i in present]
+    ratio_cols = ["cnet / NumPy"]
+    if "pytorch" in present:
+        ratio_cols.append("cnet / PyTorch")
+    if "pytorch_fused" in present:
+        ratio_cols.append("cnet / PyTorch fused")
+    ratio_cols += ["cnet step / floor", "CPU cnet / floor"]
+    lines.append("| config | samples × rounds | " + " | ".join(cols + ratio_cols) + " |")
+    lines.append("|---|---:|" + "---:|" * (len(cols) + len(ratio_cols)))
+    for config in TRAIN_CONFIGS:
+        bench = results.get("train", config, "cnet")
+        if bench is None:
+            continue
+        rates = {i: results.rate("train", config, i) for i in present}
+        cells = [fmt_rate(rates[i]) for i in present]
+        cells.append(fmt_ratio(div(rates.get("cnet"), rates.get("reference"))))
+        if "pytorch" in present:
+            cells.append(fmt_ratio(div(rates.get("cnet"), rates.get("pytorch"))))
+        if "pytorch_fused" in present:
+            cells.append(fmt_ratio(div(rates.get("cnet"), rates.get("pytorch_fused"))))
+        cells.append(fmt_ratio(div(results.median("train", config, "cnet"),
+                                   results.median("train", config, "gemm_floor"))))
+        cells.append(fmt_ratio(div(results.info("train", config, "cnet", "cpu_s"),
+                                   results.info("train", config, "gemm_floor", "cpu_s"))))
+        info = bench["extra_info"]
+        name = f"{config} ({'-'.join(map(str, info['widths']))}, batch {info['batch']})"
+        lines.append(f"| {name} | {info['samples']:,} × {bench['stats']['rounds']} | "
+                     + " | ".join(cells) + " |")
+    lines.append("")
+    notes = []
+    for config in TRAIN_CONFIGS:
+        floor = results.get("train", config, "gemm_floor")
+        if floor and floor["extra_info"].get("call_overhead_s"):
+            info = floor["extra_info"]
+            share = div(info["call_overhead_s"] * info["gemm_calls"], floor["stats"]["median"])
+            notes.append(f"{config} {100 * share:.0f}%")
+    if notes:
+        lines += ["Share of the GEMM floor that is Python calling `cnet._blas.matmul` "
+                  "(measured on empty arrays): " + ", ".join(notes) + ".", ""]
+    return lines
+
+
+def inference(results):
+    impls = [i for i in ("cnet", "reference", "pytorch") if results.get("predict", "mnist", i)]
+    if not impls:
+        return []
+    lines = ["## Inference: predict 10,000 rows, mnist network", "",
+             "| | rows/s | median | cnet speed-up |", "|---|---:|---:|---:|"]
+    cnet = results.rate("predict", "mnist", "cnet")
+    for impl in impls:
+        rate = results.rate("predict", "mnist", impl)
+        lines.append(f"| {IMPL_NAMES[impl]} | {fmt_rate(rate)} | "
+                     f"{fmt_time(results.median('predict', 'mnist', impl))} | "
+                     f"{fmt_ratio(div(cnet, rate))} |")
+    lines.append("")
+    return lines
+
+
+def memory(results):
+    impls = [i for i in ("cnet", "reference") if results.get("memory", "mnist", i)]
+    if not impls:
+        return []
+    lines = ["## Memory: fit, one epoch, mnist", "",
+             "tracemalloc peak (every NumPy buffer and Python object) plus the data, made "
+             "before tracing. Budget: params + grads + Adam's two states + one batch's "
+             "workspace + the data.", "",
+             "| | peak | budget | peak / budget | without the data |", "|---|---:|---:|---:|---:|"]
+    for impl in impls:
+        info = results.get("memory", "mnist", impl)["extra_info"]
+        lines.append(f"| {IMPL_NAMES[impl]} | {fmt_bytes(info['peak_bytes'])} | "
+                     f"{fmt_bytes(info['budget_bytes'])} | {info['ratio']:.3f} | "
+                     f"{info['ratio_without_data']:.2f} |")
+    parts = results.get("memory", "mnist", impls[0])["extra_info"]["budget_parts"]
+    lines += ["", "Budget parts: " + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in parts.items())
+              + ".", ""]
+    return lines
+
+
+def kernels(results):
+    rows = []
+    for group, benches in sorted(results.groups.items()):
+        by_impl = {b["extra_info"].get("impl"): b for b in benches
+                   if b.get("extra_info", {}).get("kind") == "kernel"}
+        if not by_impl:
+            continue
+        cnet, ref = by_impl.get("cnet"), by_impl.get("reference")
+        c = cnet["stats"]["median"] if cnet else None
+        r = ref["stats"]["median"] if ref else None
+        rows.append(f"| {group} | {fmt_time(c)} | {fmt_time(r)} | {fmt_ratio(div(r, c), 1)} |")
+    if not rows:
+        return []
+    return ["## Kernels: compiled vs its cnet.reference twin (float32, median per call)", "",
+            "| kernel and size | cnet | reference | speed-up |", "|---|---:|---:|---:|",
+            *rows, ""]
+
+
+def report(data):
+    results = Results(data)
+    return "\n".join(header(results) + targets(results) + training(results)
+                     + inference(results) + memory(results) + kernels(results))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("json", nargs="?", help="pytest-benchmark JSON (--benchmark-json)")
+    parser.add_argument("-o", "--output", help="write the markdown here (default: stdout)")
+    parser.add_argument("--run", action="store_true", help="run the suite first")
+    parser.add_argument("--json", dest="json_path", default=None,
+                        help="with --run: where the suite writes its JSON "
+                             "(default: /tmp/cnet-bench.json)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = []
+    if "--" in argv:   # with --run: what follows goes to pytest
+        extra = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
+    args = parser.parse_args(argv)
+    path = args.json
+    command = None
+    if args.run:
+        path = args.json_path or path or "/tmp/cnet-bench.json"
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        command = [sys.executable, "-m", "pytest", "bench/", f"--benchmark-json={path}", "-q",
+                   *extra]
+        print("running:", " ".join(command), file=sys.stderr)
+        subprocess.run(command, check=True, cwd=root)
+    if not path:
+        parser.error("give a JSON file, or --run")
+    with open(path) as f:
+        data = json.load(f)
+    text = report(data)
+    if args.run:
+        shown = " ".join(["python", "bench/report.py", "--run"]
+                         + (["-o", args.output] if args.output else [])
+                         + (["--", *extra] if extra else []))
+        text = text.replace("# cnet benchmark results\n",
+                            f"# cnet benchmark results\n\nGenerated by `{shown}`.\n", 1)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text + "\n")
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""End-to-end: one training epoch (float32, Adam lr=1e-3, shuffled mini-batches) and
+inference, cnet against the same network in ordinary NumPy, PyTorch CPU eager and the
+GEMM floor, side by side in one group per configuration.
+
+extra_info["samples"] is the number of rows one round processes: report.py divides it by
+the median round time for samples/s. extra_info["cpu_s"] is the median CPU time (user +
+sys, all threads) of one round.
+"""
+import math
+import os
+
+import numpy as np
+import pytest
+
+from cnet import _blas
+from cnet.reference import ReferenceMLP
+
+from bench_common import CONFIGS, LR, make_model, make_trainer, run_rounds, torch_model
+
+IMPLS = ["cnet", "reference", "pytorch", "pytorch_fused", "gemm_floor"]
+
+
+def _params(groups_of):
+    return [pytest.param(config, impl, id=f"{config}-{impl}",
+                         marks=pytest.mark.benchmark(group=groups_of(config)))
+            for config in CONFIGS for impl in IMPLS]
+
+
+# --- one training epoch per implementation ------------------------------------------------
+
+def cnet_epoch(model, X, y, batch):
+    trainer = make_trainer(model)
+
+    def epoch(round_index):
+        history = trainer.fit(X, y, epochs=1, batch_size=batch, seed=round_index, verbose=0)
+        return history.history["loss"][0]
+    return epoch
+
+
+def reference_epoch(model, X, y, batch):
+    ref = ReferenceMLP(model, lr=LR)
+
+    def epoch(round_index):
+        return ref.fit_epoch(X, y, batch, seed=round_index)
+    return epoch
+
+
+def pytorch_epoch(model, X, y, batch, fused=False):
+    import torch
+    import torch.nn.functional as F
+    net = torch_model(model)
+    try:
+        opt = torch.optim.Adam(net.parameters(), lr=LR, fused=fused or None)
+    except (RuntimeError, TypeError, ValueError) as exc:   # fused Adam needs torch >= 2.4 on CPU
+        pytest.skip(f"torch.optim.Adam(fused=True): {exc}")
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    n = len(X)
+
+    def epoch(round_index):
+        order = torch.from_numpy(np.random.default_rng(round_index).permutation(n))
+        total = 0.0
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            opt.zero_grad()
+            loss = F.cross_entropy(net(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        return float(total) / n
+    return epoch
+
+
+def gemm_floor_epoch(model, X, y, batch):
+    """Only the matrix products of every step of one epoch, through cnet's own BLAS wrapper
+    on preallocated arrays: per Dense layer l, forward Z = A Wᵀ, dW = dZᵀ A, and dA = dZ W
+    for every layer but the first. No gather, bias, activation, loss or optimizer."""
+    widths = [layer.in_features for layer in model.layers if hasattr(layer, "in_features")]
+    widths.append(model.out_features)
+    rng = np.random.default_rng(0)
+    weights = [(rng.standard_normal((o, i)) * 0.05).astype(np.float32)
+               for i, o in zip(widths, widths[1:])]
+    dweights = [np.empty_like(w) for w in weights]
+
+    def step_calls(rows):
+        acts = [rng.random((rows, w), dtype=np.float32) for w in widths]   # A_0 .. A_L
+        dacts = [np.empty((rows, w), np.float32) for w in widths]
+        dz = [rng.standard_normal((rows, w)).astype(np.float32) * 0.01 for w in widths]
+        calls = []
+        for l, w in enumerate(weights):
+            calls.append((acts[l + 1], acts[l], w, False, True))           # Z = A Wᵀ
+        for l in range(len(weights) - 1, -1, -1):
+            calls.append((dweights[l], dz[l + 1], acts[l], True, False))   # dW = dZᵀ A
+            if l > 0:
+                calls.append((dacts[l], dz[l + 1], weights[l], False, False))  # dA = dZ W
+        return calls
+
+    n = len(X)
+    n_full, last = divmod(n, batch)
+    full_calls = step_calls(batch)
+    last_calls = step_calls(last) if last else []
+    matmul = _blas.matmul
+
+    def epoch(round_index):
+        for _ in range(n_full):
+            for args in full_calls:
+                matmul(*args)
+        for args in last_calls:
+            matmul(*args)
+        return float(dweights[0][0, 0])
+    epoch.calls_per_epoch = n_full * len(full_calls) + len(last_calls)
+    return epoch
+
+
+def call_overhead_s(calls=20_000):
+    """Seconds per cnet._blas.matmul call from Python on empty arrays: the part of the GEMM
+    floor that is Python, not BLAS."""
+    import time
+    out, a, b = (np.empty((0, 4), np.float32), np.empty((0, 3), np.float32),
+                 np.empty((4, 3), np.float32))
+    matmul = _blas.matmul
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            matmul(out, a, b, False, True)
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best
+
+
+EPOCHS = {"cnet": cnet_epoch, "reference": reference_epoch, "pytorch": pytorch_epoch,
+          "pytorch_fused": lambda *a: pytorch_epoch(*a, fused=True),
+          "gemm_floor": gemm_floor_epoch}
+
+
+@pytest.mark.parametrize("config, impl", _params(lambda c: f"train {c}"))
+def test_train_epoch(benchmark, settings, datasets, config, impl):
+    spec = CONFIGS[config]
+    if impl.startswith("pytorch"):
+        pytest.importorskip("torch")
+    X, y = datasets(spec["data"])
+    model = make_model(spec["widths"], seed=0)
+    start = model.flat_data.copy()
+    epoch = EPOCHS[impl](model, X, y, spec["batch"])
+    extra = {"kind": "train", "config": config, "impl": impl, "samples": len(X),
+             "batch": spec["batch"], "steps": math.ceil(len(X) / spec["batch"]),
+             "widths": list(spec["widths"])}
+    if impl == "gemm_floor":
+        extra["gemm_calls"] = epoch.calls_per_epoch
+        extra["call_overhead_s"] = call_overhead_s()
+    if impl.startswith("pytorch"):
+        import torch
+        extra["torch_threads"] = torch.get_num_threads()
+    result = run_rounds(benchmark, epoch, settings.rounds, extra)
+    assert math.isfinite(result)
+    if impl == "cnet":
+        assert not np.array_equal(model.flat_data, start)   # it trained
+        assert np.isfinite(model.flat_data).all()
+    if impl in ("cnet", "reference", "pytorch", "pytorch_fused"):
+        assert 0 < result < 2 * math.log(10) + 1   # a cross-entropy over 10 classes, not diverged
+
+
+# --- inference ------------------------------------------------------------------------------
+
+PREDICT_IMPLS = ["cnet", "reference", "pytorch"]
+
+
+@pytest.mark.benchmark(group="predict mnist")
+@pytest.mark.parametrize("impl", PREDICT_IMPLS)
+def test_predict(benchmark, inference_data, impl):
+    X = inference_data
+    model = make_model(CONFIGS["mnist"]["widths"], seed=0)
+    if impl == "cnet":
+        trainer = make_trainer(model)
+        fn = lambda: trainer.predict(X)                       # noqa: E731
+    elif impl == "reference":
+        ref = ReferenceMLP(model)
+        fn = lambda: ref.predict(X)                           # noqa: E731
+    else:
+        torch = pytest.importorskip("torch")
+        net = torch_model(model)
+        Xt = torch.from_numpy(X)
+
+        def fn():
+            with torch.no_grad():
+                return net(Xt).argmax(dim=1).numpy()
+    benchmark.extra_info.update({"kind": "predict", "config": "mnist", "impl": impl,
+                                 "samples": len(X), "loadavg_after": os.getloadavg()[0]})
+    labels = benchmark(fn)
+    expected = ReferenceMLP(model).predict(X)
+    assert labels.shape == (len(X),)
+    assert np.mean(labels == expected) > 0.999   # the same model (float32 ties aside)
