@@ -5,7 +5,9 @@ from numpy.testing import assert_allclose
 from cnet import _optim, reference
 from helpers import dtypes, random_array, seeds, tol
 
-sizes = st.integers(min_value=1, max_value=300)
+# 1, sizes around the vector widths (tails of 1..15 elements) and ones past 64.
+sizes = st.one_of(st.sampled_from([1, 7, 9, 17, 65, 127, 257]),
+                  st.integers(min_value=1, max_value=300))
 
 
 def trajectories(step_fn, ref_fn, n_state, n, dtype, seed, steps=20, initial=0.0, **hyper):
