@@ -8,6 +8,7 @@ batch is gathered, not by a scan of the whole data set per call.
 import math
 import numbers
 import time
+import warnings
 
 import numpy as np
 
@@ -41,6 +42,30 @@ class History:
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+class _Snapshot:
+    """A copy of everything a training step changes (weights, running statistics, optimizer
+    state and step count, dropout streams), taken into buffers allocated once per fit."""
+
+    def __init__(self, model, optimizer):
+        self.optimizer = optimizer
+        self.live = [model.flat_data, model.flat_buffers]
+        self.live += [s for s in optimizer.state.values() if s is not None]
+        self.live += [getattr(layer, name) for layer in model.layers
+                      for name in ("rng_state", "num_batches_tracked") if hasattr(layer, name)]
+        self.saved = [np.empty_like(a) for a in self.live]
+        self.step_count = optimizer.step_count
+
+    def save(self):
+        for live, saved in zip(self.live, self.saved):
+            np.copyto(saved, live)
+        self.step_count = self.optimizer.step_count
+
+    def restore(self):
+        for live, saved in zip(self.live, self.saved):
+            np.copyto(live, saved)
+        self.optimizer.step_count = self.step_count
 
 
 class Trainer:
@@ -102,12 +127,21 @@ class Trainer:
     # --- training ------------------------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
-            validation_split=0.0, seed=None, verbose=1, callbacks=()):
+            validation_split=0.0, seed=None, verbose=1, callbacks=(), on_nan="raise"):
         """Train for `epochs` passes over (X, y). batch_size=None is full-batch gradient
         descent, batch_size=1 stochastic gradient descent. callbacks (cnet.callbacks) run
         after every epoch and may stop training. With LBFGS (full-batch only: batch_size=None)
-        each epoch is one optimizer.step(closure). Returns a History."""
+        each epoch is one optimizer.step(closure). Returns a History.
+
+        When a batch's loss is NaN or infinite, training stops before that batch's update
+        and the last finite weights are kept (those of the start of the epoch if the
+        current ones are not finite); on_nan="raise" then raises FloatingPointError naming
+        the epoch and batch, "stop" warns and returns the History so far (the diverged
+        epoch's loss is NaN), "continue" trains on regardless, as Keras does.
+        NaN or inf in X raises ValueError with the model left as it was before fit."""
         epochs = check_positive_int("epochs", epochs)
+        if on_nan not in ("raise", "stop", "continue"):
+            raise ValueError(f"on_nan: expected 'raise', 'stop' or 'continue', got {on_nan!r}")
         self._check_trainable()
         X = self._check_X(X, check_finite=False)   # finiteness: checked batch by batch
         y = self._check_y(y, len(X))
@@ -135,6 +169,7 @@ class Trainer:
         counted = self._counted_rows(y)
         history = History()
         callbacks = list(callbacks)
+        snapshot = _Snapshot(self.model, self.optimizer)
         self.stop_training = False
         self.model.train()
         for callback in callbacks:
@@ -142,12 +177,18 @@ class Trainer:
         for epoch in range(epochs):
             start = time.perf_counter()
             order = rng.permutation(n) if shuffle else None
+            snapshot.save()
             done, bad = (self._lbfgs_step(runner, X, y, losses, correct) if lbfgs else
-                         runner.train_batches(X, y, order, 0, n_batches, losses, correct))
-            if bad >= 0:
-                raise ValueError(f"X: expected finite values, got {X[bad][~np.isfinite(X[bad])][0]}"
-                                 f" at row {bad} (epoch {epoch + 1}, batch {done + 1}; the "
-                                 f"batches before it were trained on)")
+                         runner.train_batches(X, y, order, 0, n_batches, losses, correct,
+                                              on_nan != "continue"))
+            if bad >= 0:    # every row is seen in the first epoch: the model is as before fit
+                snapshot.restore()
+                raise ValueError(f"X: expected finite values, got "
+                                 f"{X[bad][~np.isfinite(X[bad])][0]} at row {bad}")
+            if done < n_batches:
+                self._diverged(snapshot, on_nan, epoch, done, losses[done])
+                history._append(epoch, {"loss": float("nan")})
+                break
             logs = {"loss": float(np.dot(losses, rows) / n)}
             if self.is_classifier and y.ndim == 1:   # counted by the step runner
                 logs["accuracy"] = float(correct.sum() / counted)
@@ -188,6 +229,20 @@ class Trainer:
             return 0, exc.args[0]
         losses[0], correct[0] = first[0]
         return 1, -1
+
+    def _diverged(self, snapshot, on_nan, epoch, batch, loss):
+        current = (self.model.flat_data, self.model.flat_buffers)
+        if not all(np.isfinite(a).all() for a in current):
+            snapshot.restore()
+            kept = f"the weights of the start of epoch {epoch + 1}"
+        else:
+            kept = "the weights of the last update, which are finite"
+        message = (f"loss: became {loss} at epoch {epoch + 1}, batch {batch + 1}; training "
+                   f"stopped and kept {kept} (lower the learning rate, or clip gradients "
+                   f"with max_grad_norm)")
+        if on_nan == "raise":
+            raise FloatingPointError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def _check_trainable(self):
         if self.loss.reduction not in ("mean", "sum"):

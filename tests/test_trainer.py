@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from cnet import (CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Sigmoid, Tanh, Trainer,
-                  cli, optim)
+from cnet import (CrossEntropyLoss, Dense, LeakyReLU, MSELoss, ReLU, Sequential, Sigmoid, Tanh,
+                  Trainer, cli, optim)
 from cnet.data import load_digits
 
 
@@ -135,13 +135,18 @@ def test_fit_rejects_bad_input(X, y, kwargs, error, match):
     assert np.array_equal(model.flat_data, before)
 
 
-def test_fit_names_the_row_holding_nan():
+def test_fit_names_the_row_holding_nan_and_leaves_the_model_as_it_was():
     X, y = data()
     X[37, 2] = np.nan
     model = classifier()
-    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    opt = optim.Adam(model.parameters())
+    trainer = Trainer(model, CrossEntropyLoss(), opt)
+    trainer.fit(X[:30], y[:30], batch_size=10, verbose=0)
+    before = (model.flat_data.copy(), opt.state["exp_avg"].copy(), opt.step_count)
     with pytest.raises(ValueError, match="X: expected finite values, got nan at row 37"):
         trainer.fit(X, y, batch_size=10, shuffle=False, verbose=0)
+    assert np.array_equal(model.flat_data, before[0])
+    assert np.array_equal(opt.state["exp_avg"], before[1]) and opt.step_count == before[2]
     X[37, 2] = -np.inf
     with pytest.raises(ValueError, match="-inf at row 37"):
         trainer.predict(X)
@@ -192,3 +197,33 @@ def test_max_grad_norm_clips_every_step_like_the_manual_loop():
     assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="max_grad_norm"):
         Trainer(fitted, CrossEntropyLoss(), optim.SGD(fitted.parameters()), max_grad_norm=-1)
+
+
+def digits_with_learning_rate(lr):
+    X, y = load_digits()
+    model = Sequential(Dense(64, 32), LeakyReLU(), Dense(32, 10), seed=0)
+    return Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=lr)), X, y
+
+
+def test_divergence_raises_with_epoch_and_batch_and_keeps_finite_weights():
+    trainer, X, y = digits_with_learning_rate(1e6)
+    with pytest.raises(FloatingPointError, match=r"loss: became (nan|inf) at epoch 1, batch \d+"):
+        trainer.fit(X, y, epochs=5, batch_size=64, verbose=0)
+    assert np.isfinite(trainer.model.flat_data).all()
+
+
+def test_divergence_stop_warns_and_returns_the_history():
+    trainer, X, y = digits_with_learning_rate(1e6)
+    with pytest.warns(RuntimeWarning, match="loss: became"):
+        history = trainer.fit(X, y, epochs=5, batch_size=64, verbose=0, on_nan="stop")
+    assert np.isnan(history.history["loss"][-1]) and len(history.epoch) < 5
+    assert np.isfinite(trainer.model.flat_data).all()
+
+
+def test_divergence_continue_trains_on_like_keras():
+    trainer, X, y = digits_with_learning_rate(1e6)
+    with np.errstate(all="ignore"):
+        history = trainer.fit(X, y, epochs=2, batch_size=64, verbose=0, on_nan="continue")
+    assert len(history.epoch) == 2 and not np.isfinite(history.history["loss"][-1])
+    with pytest.raises(ValueError, match="on_nan"):
+        trainer.fit(X, y, on_nan="ignore")
