@@ -19,8 +19,10 @@ the file holds an optimizer). Everything else is JSON in the header's `__metadat
                                      {"type": "Dropout", "config": {"p": 0.5},
                                       "rng_state": [key, counter]}, ...]}
     cnet.optimizer       {"type": "Adam", "step": 10, "param_groups": [{"lr": ..., "params":
-                          ["0.weight", ...]}], "state": ["exp_avg", "exp_avg_sq"]}  (optional;
-                          its state arrays are the tensors "optimizer.<name>")
+                          ["0.weight", ...]}], "state": ["exp_avg", "exp_avg_sq"],
+                          "numbers": {}}  (optional: Optimizer.state_dict(), whose state
+                          arrays are the tensors "optimizer.<name>" and whose state numbers,
+                          such as L-BFGS's counters, are under "numbers")
     cnet.extra           the caller's `extra`, any JSON value (optional)
     cnet.sha256          checksum of the header (less this entry) and of the tensor bytes
 
@@ -72,7 +74,7 @@ LAYERS = {cls.__name__: cls for cls in (
     _layers.Dense, _layers.Identity, _layers.ReLU, _layers.LeakyReLU, _layers.Sigmoid,
     _layers.Tanh, _layers.Step, _layers.Softmax, _layers.Dropout, _layers.BatchNorm1d)}
 OPTIMIZERS = {cls.__name__: cls for cls in (
-    _optim.SGD, _optim.Adam, _optim.AdamW, _optim.Adagrad, _optim.RMSprop)}
+    _optim.SGD, _optim.Adam, _optim.AdamW, _optim.Adagrad, _optim.RMSprop, _optim.LBFGS)}
 
 Checkpoint = collections.namedtuple("Checkpoint", ["model", "optimizer", "extra"])
 Checkpoint.__doc__ = ("What `load(path, with_optimizer=True)` returns: the model, the optimizer "
@@ -222,8 +224,9 @@ def _is_int(value):
 
 
 def _read_header(f, size, where):
-    """(entries, metadata, data_start): the header checked against the file's size.
-    entries: [(name, numpy dtype, shape, begin, end)] sorted by offset, tiling the data."""
+    """(entries, metadata, data_start, header): the header checked against the file's
+    size. entries: [(name, numpy dtype, shape, begin, end)] sorted by offset, tiling the
+    data; header: the parsed JSON less __metadata__."""
     if size < 8:
         raise ValueError(f"{where}: not a safetensors file (only {size} bytes)")
     (n,) = struct.unpack("<Q", f.read(8))
@@ -396,10 +399,13 @@ def save(model, path, optimizer=None, extra=None):
             raise ValueError("optimizer: expected an optimizer over this model's parameters")
         state = optimizer.state_dict()
         groups = [{k: _jsonable(v) for k, v in g.items()} for g in state["param_groups"]]
-        metadata["cnet.optimizer"] = _json({"type": name, "step": int(state["step"]),
-                                            "param_groups": groups,
-                                            "state": list(state["state"])}, "optimizer")
-        for key, arr in state["state"].items():
+        arrays = {k: v for k, v in state["state"].items() if isinstance(v, np.ndarray)}
+        metadata["cnet.optimizer"] = _json({
+            "type": name, "step": int(state["step"]), "param_groups": groups,
+            "state": list(arrays),
+            "numbers": {k: _jsonable(v) for k, v in state["state"].items() if k not in arrays}},
+            "optimizer")
+        for key, arr in arrays.items():
             tensors[OPTIMIZER_PREFIX + key] = arr
     if extra is not None:
         metadata["cnet.extra"] = _json(extra, "extra")
@@ -487,7 +493,7 @@ def _check_tensors(contents, expected, what):
         if key not in contents.shapes:
             raise ValueError(f"{contents.where}: {what} tensor {key!r} is missing")
         got_dtype, got_shape = contents.shapes[key]
-        if got_shape != shape:
+        if shape is not None and got_shape != shape:
             raise ValueError(f"{contents.where}: tensor {key!r} has shape {list(got_shape)}, "
                              f"the architecture needs {list(shape)}")
         if got_dtype.newbyteorder("=") != dtype:
@@ -524,14 +530,16 @@ def _parse_model(contents):
 
 
 def _parse_optimizer(contents, model_keys):
-    """(class, step, groups, state names) of the optimizer in the file, or None."""
+    """(class, step, groups, state array names, state numbers) of the optimizer in the
+    file, or None."""
     where = contents.where
     spec = _meta_json(contents, "cnet.optimizer", required=False)
     if spec is None:
         return None
-    if not isinstance(spec, dict) or set(spec) != {"type", "step", "param_groups", "state"}:
+    if not isinstance(spec, dict) or set(spec) != {"type", "step", "param_groups", "state",
+                                                   "numbers"}:
         raise ValueError(f"{where}: metadata 'cnet.optimizer' must be an object with type, "
-                         f"step, param_groups and state")
+                         f"step, param_groups, state and numbers")
     cls = OPTIMIZERS.get(spec["type"]) if isinstance(spec["type"], str) else None
     if cls is None:
         raise ValueError(f"{where}: unknown optimizer type {spec['type']!r} "
@@ -550,8 +558,8 @@ def _parse_optimizer(contents, model_keys):
         missing = [k for k in defaults if k not in group]
         if missing:
             raise ValueError(f"{key}: missing hyper-parameter {missing[0]!r}")
-        for k, default in defaults.items():
-            if _kind(group[k]) != _kind(default):
+        for k, default in defaults.items():   # (None: the optimizer's own check decides)
+            if default is not None and _kind(group[k]) != _kind(default):
                 raise ValueError(f"{key}: hyper-parameter {k!r} must be a {_kind(default)}, "
                                  f"got {group[k]!r}")
         names = group["params"]
@@ -565,22 +573,27 @@ def _parse_optimizer(contents, model_keys):
         for k, v in defaults.items():   # betas: a tuple in memory, a list in JSON
             if isinstance(v, tuple) and isinstance(group[k], list):
                 group[k] = tuple(group[k])
-    state = spec["state"]
+    state, numbers = spec["state"], spec["numbers"]
     if not isinstance(state, list) or not all(isinstance(s, str) for s in state) \
             or len(set(state)) != len(state):
         raise ValueError(f"{where}: optimizer state must be a list of distinct names")
-    return cls, spec["step"], groups, state
+    if not isinstance(numbers, dict) or set(numbers) & set(state) \
+            or not all(_kind(v) == "number" for v in numbers.values()):
+        raise ValueError(f"{where}: optimizer numbers must map names (other than the state "
+                         f"arrays') to numbers")
+    return cls, spec["step"], groups, state, numbers
 
 
 def _build_optimizer(model, spec, tensors, where):
-    cls, step, groups, state_names = spec
+    cls, step, groups, state_names, numbers = spec
     params = dict(model.named_parameters())
     try:
         optimizer = cls([{**{k: v for k, v in g.items() if k != "params"},
                           "params": [params[n] for n in g["params"]]} for g in groups])
         optimizer.load_state_dict({
             "step": step, "param_groups": groups,
-            "state": {name: tensors[OPTIMIZER_PREFIX + name] for name in state_names}})
+            "state": {**numbers,
+                      **{name: tensors[OPTIMIZER_PREFIX + name] for name in state_names}}})
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: invalid optimizer state ({exc})") from None
     return optimizer
@@ -607,9 +620,8 @@ def load(path, with_optimizer=False):
         _check_tensors(contents, expected, "model")
         opt_spec = _parse_optimizer(contents, params)
         optimizer_keys = {}
-        if opt_spec is not None:
-            arena = (sum(params.values()),)
-            optimizer_keys = {OPTIMIZER_PREFIX + n: (dtype, arena) for n in opt_spec[3]}
+        if opt_spec is not None:   # shapes: checked by the optimizer's load_state_dict
+            optimizer_keys = {OPTIMIZER_PREFIX + n: (dtype, None) for n in opt_spec[3]}
             _check_tensors(contents, optimizer_keys, "optimizer")
         unexpected = sorted(set(contents.shapes) - set(expected) - set(optimizer_keys))
         if unexpected:

@@ -151,6 +151,38 @@ def test_training_continued_after_load_matches_uninterrupted_training(tmp_path, 
     assert_same_optimizer(opt, opt2)
 
 
+
+@pytest.mark.parametrize("line_search", [None, "strong_wolfe"])
+@pytest.mark.parametrize("steps_before", [0, 2])
+def test_lbfgs_round_trip_and_continued_training(tmp_path, line_search, steps_before):
+    def setup(model, opt):
+        loss_fn = CrossEntropyLoss()
+
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn(model(X), Y)
+            model.backward(loss_fn.backward())
+            return loss
+        return closure
+
+    model = build("activations", "float64", seed=6)
+    opt = optim.LBFGS(model.parameters(), lr=0.5, max_iter=3, history_size=4,
+                      line_search_fn=line_search)
+    closure = setup(model, opt)
+    for _ in range(steps_before):
+        opt.step(closure)
+    cnet.save(model, tmp_path / "l.safetensors", optimizer=opt)
+    model2, opt2, _ = cnet.load(tmp_path / "l.safetensors", with_optimizer=True)
+    assert_same_model(model, model2)
+    assert type(opt2) is optim.LBFGS and opt2.state_dict()["param_groups"] == \
+        opt.state_dict()["param_groups"]
+    closure2 = setup(model2, opt2)
+    for _ in range(2):
+        opt.step(closure)
+        opt2.step(closure2)
+    assert np.array_equal(model2.flat_data, model.flat_data)
+    assert_same_optimizer(opt, opt2)
+
 def test_trainer_fit_continued_after_load_matches(tmp_path):
     model = build(dtype="float64", seed=4)
     opt = optim.Adam(model.parameters(), lr=0.01)
@@ -603,6 +635,11 @@ def _set_group(**group):
     (_set_group(betas=[0.9]), "invalid optimizer state.*betas"),
     (_set_group(amsgrad=True), "invalid optimizer state"),
     (lambda m: m["cnet.optimizer"]["param_groups"][0].pop("eps"), "missing hyper-parameter"),
+    (_set_opt(numbers={"exp_avg": 1}), "numbers must map"),
+    (_set_opt(numbers={"n": "1"}), "numbers must map"),
+    (_set_opt(numbers=[]), "numbers must map"),
+    (_set_opt(numbers={"n_iter": 1}), "invalid optimizer state.*n_iter"),
+    (lambda m: m["cnet.optimizer"].pop("numbers"), "must be an object with"),
 ])
 def test_optimizer_metadata_that_is_not_valid(tmp_path, edit, match):
     model = Sequential(Dense(3, 4), ReLU(), Dense(4, 2), seed=0)
