@@ -1,22 +1,79 @@
-"""Data helpers: the bundled digits set, a train/test split and a mini-batch iterator.
+"""Data helpers: bundled and downloadable datasets, the user's own files, splits and batches.
 
 - ``load_digits()`` returns the UCI handwritten digits bundled with cnet as ``(X, y)``.
+- ``load_mnist()`` / ``load_fashion_mnist()`` read the standard gzip-compressed IDX files from a
+  cache folder, downloading them on first use (see "Downloads" below).
+- ``load_csv(path, label_column=-1)`` and ``load_npz(path)`` read the user's own data.
 - ``train_test_split(X, y, ...)`` splits rows like scikit-learn's function of the same name,
   optionally stratified by class.
 - ``iterate_minibatches(X, y, batch_size)`` yields shuffled ``(X_batch, y_batch)`` pairs for a
   hand-written training loop (``Trainer`` gathers its own batches).
 
 Randomness comes from ``seed``: an int, a ``numpy.random.Generator`` or None.
+
+Downloads
+---------
+The cache folder of a dataset is ``path`` when given, else ``$CNET_DATA/<dataset>`` when the
+environment variable ``CNET_DATA`` is set, else ``~/.cache/cnet/<dataset>`` (``<dataset>`` is
+``mnist`` or ``fashion-mnist``). A file missing there is fetched with ``urllib`` from the
+mirrors below, in order, into a temporary file in the same folder; its SHA-256 is checked and
+only then is it renamed into place, so an interrupted or corrupted download never leaves a
+file under the real name. Files already in the folder are used as they are (the IDX reader
+still checks their structure), so files placed by hand work offline.
+
+The mirrors are the ones torchvision (ossci-datasets) and TensorFlow (cvdf-datasets) download
+MNIST from, and Zalando Research's own S3 bucket and GitHub repository for Fashion-MNIST. The
+SHA-256 sums are the ones torchvision's prototype datasets list
+(``torchvision/prototype/datasets/_builtin/mnist.py``); other projects publish the same sums,
+some next to the MD5 sums of torchvision's ``MNIST``/``FashionMNIST`` classes. They were not
+recomputed from the files here (this machine has no network).
 """
+import csv
 import functools
 import gzip
+import hashlib
+import http.client
 import math
 import numbers
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+import zlib
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_digits", "train_test_split", "iterate_minibatches"]
+__all__ = ["load_digits", "load_mnist", "load_fashion_mnist", "load_csv", "load_npz",
+           "train_test_split", "iterate_minibatches"]
+
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+FASHION_MNIST_MIRRORS = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+    "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+    "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+    "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+}
+_DATASETS = {  # name -> (title, mirrors, sha256 by file name)
+    "mnist": ("MNIST", MNIST_MIRRORS, MNIST_SHA256),
+    "fashion-mnist": ("Fashion-MNIST", FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256),
+}
+_IMAGES_MAGIC, _LABELS_MAGIC = 0x00000803, 0x00000801  # unsigned bytes, 3 and 1 dimensions
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,6 +94,272 @@ def load_digits():
     """
     X, y = _digits()
     return X.copy(), y.copy()
+
+
+# --- MNIST and Fashion-MNIST ----------------------------------------------------------------
+
+
+def _cache_folder(dataset, path):
+    if path is not None:
+        return Path(path).expanduser()
+    root = os.environ.get("CNET_DATA")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "cnet") / dataset
+
+
+# What a failed download raises; local file-system errors (a full disk, no permission) propagate.
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+
+
+def _download(url, target, sha256):
+    """Fetch ``url`` into ``target`` via a temporary file, renamed only if its SHA-256 matches."""
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != sha256:
+            raise ValueError(f"{url}: SHA-256 {digest.hexdigest()} does not match the expected "
+                             f"{sha256}; the download was discarded")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _fetch(dataset, folder, names, download):
+    """Make sure ``names`` are in ``folder``, downloading the missing ones when allowed."""
+    title, mirrors, sha256 = _DATASETS[dataset]
+    missing = [name for name in names if not (folder / name).is_file()]
+
+    def by_hand(names):
+        files = "\n".join(f"  {name}   (from {mirrors[0]}{name})" for name in names)
+        return (f"Place these files, as they are (gzip-compressed), in the folder {folder}:\n"
+                f"{files}\n"
+                f"or pass path= to load_{dataset.replace('-', '_')}, or set CNET_DATA to a folder "
+                f"with a '{dataset}' subfolder.")
+
+    if missing and not download:
+        raise FileNotFoundError(f"{title}: files missing and download=False. {by_hand(missing)}")
+    if missing:
+        folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(missing):
+        network_errors, checksum_errors = [], []
+        for mirror in mirrors:
+            try:
+                _download(mirror + name, folder / name, sha256[name])
+                break
+            except ValueError as exc:
+                checksum_errors.append(str(exc))
+            except _NETWORK_ERRORS as exc:
+                network_errors.append(f"{mirror + name}: {exc}")
+        else:
+            if checksum_errors:
+                raise ValueError(f"{title}: {name} failed its SHA-256 check:\n  "
+                                 + "\n  ".join(checksum_errors + network_errors)
+                                 + "\n" + by_hand(missing[i:]))
+            raise ConnectionError(f"{title}: could not download {name}; this machine seems to be "
+                                  "offline (or the mirrors are unreachable):\n  "
+                                  + "\n  ".join(network_errors) + "\n" + by_hand(missing[i:]))
+
+
+def _read_idx(file, magic):
+    """The array in a gzip-compressed IDX file of unsigned bytes, checked against ``magic``."""
+    try:
+        with gzip.open(file, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"{file}: not a complete gzip file ({exc}); delete it (it is downloaded "
+                         "again) or replace it") from exc
+    found = int.from_bytes(data[:4], "big")
+    if len(data) < 4 or found != magic:
+        got = f"0x{found:08X}" if len(data) >= 4 else f"a file of {len(data)} bytes"
+        raise ValueError(f"{file}: expected the IDX magic number 0x{magic:08X}, got {got}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{file}: truncated IDX header: {len(data)} bytes, expected {header}")
+    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    size = header + math.prod(dims)
+    if len(data) != size:
+        what = "truncated" if len(data) < size else "longer than its header says"
+        raise ValueError(f"{file}: {what}: dimensions {dims} need {size} bytes, the file has "
+                         f"{len(data)}")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+def _load_idx_dataset(dataset, path, kind, download, normalize):
+    if kind not in ("train", "test"):
+        raise ValueError(f"kind: expected 'train' or 'test', got {kind!r}")
+    prefix = "train" if kind == "train" else "t10k"
+    images_name, labels_name = f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
+    folder = _cache_folder(dataset, path)
+    _fetch(dataset, folder, (images_name, labels_name), download)
+    images = _read_idx(folder / images_name, _IMAGES_MAGIC)
+    labels = _read_idx(folder / labels_name, _LABELS_MAGIC)
+    if images.shape[1:] != (28, 28):
+        raise ValueError(f"{folder / images_name}: expected 28x28 images, got "
+                         f"{images.shape[1]}x{images.shape[2]}")
+    if len(images) != len(labels):
+        raise ValueError(f"{folder}: {images_name} holds {len(images)} images but {labels_name} "
+                         f"holds {len(labels)} labels")
+    X = images.reshape(len(images), 28 * 28).astype(np.float32)
+    if normalize:
+        X /= np.float32(255)
+    return X, labels.astype(np.int64)
+
+
+def load_mnist(path=None, kind="train", download=True, normalize=False):
+    """The MNIST handwritten digits (LeCun, Cortes and Burges): 60,000 train, 10,000 test images.
+
+    Returns ``(X, y)``: ``X`` float32 of shape (n, 784), one flattened 28x28 image per row with
+    pixel values 0..255 (divide by 255 yourself, or pass ``normalize=True`` for 0..1); ``y``
+    int64 labels 0..9. ``kind`` is ``"train"`` or ``"test"``. The files are read from the cache
+    folder (``path``, else ``$CNET_DATA/mnist``, else ``~/.cache/cnet/mnist``) and downloaded
+    there with SHA-256 checks when missing, unless ``download=False`` (then a missing file is a
+    FileNotFoundError). Without a network, the ConnectionError says which files to put where.
+    """
+    return _load_idx_dataset("mnist", path, kind, download, normalize)
+
+
+def load_fashion_mnist(path=None, kind="train", download=True, normalize=False):
+    """Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017, MIT licence): Zalando article images.
+
+    Same files, shapes and arguments as :func:`load_mnist`; the cache folder defaults to
+    ``$CNET_DATA/fashion-mnist`` or ``~/.cache/cnet/fashion-mnist``. Labels 0..9 are T-shirt/top,
+    trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, ankle boot.
+    """
+    return _load_idx_dataset("fashion-mnist", path, kind, download, normalize)
+
+
+# --- the user's own files ---------------------------------------------------------------------
+
+
+def _open_text(path):
+    if os.fspath(path).endswith(".gz"):
+        return gzip.open(path, "rt", newline="")
+    return open(path, newline="")
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_problem(path, delimiter, has_header):
+    """The first ragged row or non-numeric cell of a CSV file, named by line and column."""
+    with _open_text(path) as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        names = width = None
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if width is None:
+                width = len(row)
+                if has_header:
+                    names = [cell.strip() for cell in row]
+                    continue
+            if len(row) != width:
+                return f"line {reader.line_num} has {len(row)} fields, expected {width}"
+            for j, cell in enumerate(row):
+                if not _is_number(cell):
+                    column = f"column {j}" + (f" ({names[j]!r})" if names else "")
+                    return f"line {reader.line_num}, {column}: {cell!r} is not a number"
+    return None
+
+
+def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float32"):
+    """Read a numeric CSV file (gzip-compressed when its name ends in ``.gz``) as ``(X, y)``.
+
+    ``label_column`` picks the label column by name (the file needs a header row) or by index
+    (negative counts from the end); ``None`` reads every column into ``X`` and returns
+    ``y=None``. ``header`` is True, False or ``"infer"``: the first row is a header when one of
+    its cells is not a number. ``X`` has ``dtype`` (float32 unless told); ``y`` is int64 when
+    every label is an integer value, else ``dtype``. Blank lines are skipped. A ragged row or a
+    cell that is not a number raises ValueError naming its line and column.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"dtype: expected a floating-point dtype, got {dtype}")
+    if header not in ("infer", True, False):
+        raise ValueError(f"header: expected True, False or 'infer', got {header!r}")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter: expected a single character, got {delimiter!r}")
+    with _open_text(path) as f:
+        header_line, first = 0, ""
+        for header_line, first in enumerate(f, 1):
+            if first.strip():
+                break
+        if not first.strip():
+            raise ValueError(f"{path}: the file is empty")
+        first_row = [cell.strip() for cell in next(csv.reader([first], delimiter=delimiter))]
+        has_header = not all(map(_is_number, first_row)) if header == "infer" else header
+        names = first_row if has_header else None
+        f.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "loadtxt: input contained no data")
+                table = np.loadtxt(f, delimiter=delimiter, dtype=np.float64, ndmin=2,
+                                   comments=None, quotechar='"',
+                                   skiprows=header_line if has_header else 0)
+        except ValueError as exc:
+            problem = _csv_problem(path, delimiter, has_header) or exc
+            raise ValueError(f"{path}: {problem}") from None
+    if table.size == 0:
+        raise ValueError(f"{path}: no data rows")
+    if names is not None and len(names) != table.shape[1]:  # rows agree, but not with the header
+        raise ValueError(f"{path}: {_csv_problem(path, delimiter, has_header)}")
+    if label_column is None:
+        return table.astype(dtype), None
+    n_columns = table.shape[1]
+    if isinstance(label_column, str):
+        if names is None:
+            raise ValueError(f"label_column: {label_column!r} is a column name, but {path} has no "
+                             "header row; pass an index, or header=True")
+        if label_column not in names:
+            raise ValueError(f"label_column: no column named {label_column!r} in {path}; its "
+                             f"columns are {names}")
+        index = names.index(label_column)
+    elif isinstance(label_column, numbers.Integral) and not isinstance(label_column, bool):
+        if not -n_columns <= label_column < n_columns:
+            raise ValueError(f"label_column: index {label_column} is out of range for "
+                             f"{n_columns} columns")
+        index = int(label_column) % n_columns
+    else:
+        raise TypeError(f"label_column: expected a column name, an int or None, got "
+                        f"{label_column!r}")
+    if n_columns < 2:
+        raise ValueError(f"{path}: only the label column; expected at least one feature column")
+    y = table[:, index]
+    integral = bool(np.all(np.isfinite(y)) and np.all(y == np.trunc(y)))
+    return np.delete(table, index, axis=1).astype(dtype), y.astype(np.int64 if integral else dtype)
+
+
+def load_npz(path, x_key="X", y_key="y"):
+    """Read ``(X, y)`` from a NumPy ``.npz`` archive (``np.savez``), with pickles refused.
+
+    The arrays keep the dtype they were saved with. ``y_key=None`` returns ``y=None``. A key
+    that is not in the archive raises ValueError listing the keys that are.
+    """
+    archive = np.load(path, allow_pickle=False)
+    if isinstance(archive, np.ndarray):
+        raise ValueError(f"{path}: expected an .npz archive (np.savez), got a single .npy array")
+    with archive:
+        for argument, key in (("x_key", x_key), ("y_key", y_key)):
+            if key is not None and key not in archive.files:
+                present = ", ".join(map(repr, archive.files)) or "no arrays"
+                raise ValueError(f"{argument}: {path} has no array {key!r}; it holds {present}")
+        X = archive[x_key]
+        y = None if y_key is None else archive[y_key]
+    if y is not None:
+        X, y = _check_lengths(X, y)
+    return X, y
 
 
 def _check_lengths(X, y):
