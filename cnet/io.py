@@ -407,6 +407,10 @@ def save(model, path, optimizer=None, extra=None):
             "optimizer")
         for key, arr in arrays.items():
             tensors[OPTIMIZER_PREFIX + key] = arr
+    for key, arr in tensors.items():   # load_state_dict rejects them: never write them
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"model: {key} holds NaN or inf; a model that has diverged "
+                             f"cannot be saved")
     if extra is not None:
         metadata["cnet.extra"] = _json(extra, "extra")
     write_safetensors(path, tensors, metadata)
@@ -465,9 +469,11 @@ def _build_layer(i, entry, where):
     for arg, value in config.items():
         if not _same_json(rebuilt.get(arg), value):
             raise ValueError(f"{key}: invalid {name} config: {arg}={value!r}")
+    if ("rng_state" in entry) != (cls is _layers.Dropout):
+        raise ValueError(f"{key}: a Dropout layer needs an rng_state, no other layer has one")
     if "rng_state" in entry:
         state = entry["rng_state"]
-        if cls is not _layers.Dropout or not isinstance(state, list) or len(state) != 2 \
+        if not isinstance(state, list) or len(state) != 2 \
                 or not all(_is_int(v) and 0 <= v < 2**64 for v in state):
             raise ValueError(f"{key}: invalid rng_state {state!r}")
     return layer

@@ -246,6 +246,14 @@ def test_file_is_plain_safetensors_with_state_dict_keys(tmp_path):
         assert np.array_equal(tensors[key], value) and tensors[key].dtype == value.dtype
 
 
+def test_model_without_parameters(tmp_path):
+    model = Sequential(ReLU(), Dropout(0.5), seed=0)
+    cnet.save(model, tmp_path / "m.safetensors")
+    loaded = cnet.load(tmp_path / "m.safetensors")
+    assert_same_model(model, loaded)
+    assert np.array_equal(loaded(X), model(X))
+
+
 def test_linear_alias_is_saved_as_dense(tmp_path):
     model = Sequential(cnet.Linear(3, 2), seed=0)
     cnet.save(model, tmp_path / "m.safetensors")
@@ -269,6 +277,9 @@ def test_save_rejects_what_it_cannot_write(tmp_path):
         cnet.save(model, path, extra={"x": object()})
     with pytest.raises(TypeError, match="extra"):
         cnet.save(model, path, extra={"x": float("nan")})
+    model[0].weight.data[0, 0] = np.inf
+    with pytest.raises(ValueError, match="0.weight holds NaN or inf"):
+        cnet.save(model, path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -331,7 +342,7 @@ while True:
 def test_sigkill_during_save_leaves_a_whole_old_or_new_file(tmp_path):
     """Kill processes looping cnet.save at random moments: the target must always load as
     one of the two models, whole (CNET_KILL_ROUNDS sets the number of kills)."""
-    rounds = int(os.environ.get("CNET_KILL_ROUNDS", "10"))
+    rounds = int(os.environ.get("CNET_KILL_ROUNDS", "12"))
     target = tmp_path / "m.safetensors"
     models = [Sequential(Dense(256, 384), ReLU(), Dense(384, 256), seed=s) for s in (0, 1)]
     cnet.save(models[1], target, extra={"which": 1})
@@ -554,6 +565,7 @@ def _set_layer(i, **entry):
     (_set_layer(1, config=[]), "config must be an object"),
     (_set_layer(1, extra=1), "expected"),
     (_set_layer(1, rng_state=[1, 2]), "rng_state"),
+    (_set_layer(1, type="Dropout", config={"p": 0.5}), "needs an rng_state"),
     (_set_layer(0, config={"in_features": -3, "out_features": 4}), "invalid Dense config"),
     (_set_layer(0, config={"in_features": 3, "out_features": 4, "init": "evil"}),
      "invalid Dense config"),
