@@ -58,6 +58,12 @@ def _check_real(name, value, low=-math.inf, low_open=False, allow_inf=False):
     return value
 
 
+def _first(bad):
+    """The index of the first True in bad: to read the array with, and to print."""
+    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+    return index, (index[0] if len(index) == 1 else index)
+
+
 def _check_values(name, values, max_ndim=None):
     """values as a read-only float64 array of finite numbers (a weight or pos_weight)."""
     arr = as_numeric_array(name, values)
@@ -69,8 +75,7 @@ def _check_values(name, values, max_ndim=None):
     arr = np.array(arr, dtype=np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
-        index = np.unravel_index(int(np.argmax(bad)), arr.shape)
-        where = index[0] if len(index) == 1 else index
+        index, where = _first(bad)
         raise ValueError(f"{name}: expected finite values, got {arr[index]} at index {where}")
     arr.flags.writeable = False
     return arr
@@ -435,9 +440,9 @@ class BCELoss(_WeightedBinaryLoss):
     def _check_output(self, output):
         bad = ~((output >= 0) & (output <= 1))
         if bad.any():
-            index = np.unravel_index(int(np.argmax(bad)), output.shape)
+            index, where = _first(bad)
             raise ValueError(f"output: expected probabilities in [0, 1] (e.g. after Sigmoid), "
-                             f"got {output[index]} at index {index if len(index) > 1 else index[0]}")
+                             f"got {output[index]} at index {where}")
 
 
 class BCEWithLogitsLoss(_WeightedBinaryLoss):
@@ -512,7 +517,8 @@ class TripletMarginLoss(_Loss):
     """torch.nn.TripletMarginLoss: for embeddings anchor, positive, negative (batch, dim)
     or (dim,), loss_i = max(d(a_i, p_i) - d(a_i, n_i) + margin, 0) with PyTorch's
     pairwise distance d(x, y) = ||x - y + eps||_p. swap=True uses min(d(a, n), d(p, n)) as
-    the negative distance (the distance swap of Balntas et al.).
+    the negative distance (the distance swap of Balntas et al.). margin must be > 0 and p > 0
+    (p = inf is the L∞ distance), as in PyTorch.
 
         loss = loss_fn(model(a), model(p), model(n))
         da, dp, dn = loss_fn.backward()
@@ -523,7 +529,7 @@ class TripletMarginLoss(_Loss):
 
     def __init__(self, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean"):
         super().__init__(reduction)
-        self.margin = _check_real("margin", margin)
+        self.margin = _check_real("margin", margin, low=0.0, low_open=True)   # as torch
         self.p = _check_real("p", p, low=0.0, low_open=True, allow_inf=True)
         self.eps = _check_real("eps", eps)
         if not isinstance(swap, (bool, np.bool_)):

@@ -204,14 +204,6 @@ def hamming_distance(a, b):
     """The number of positions where a and b differ, along the last axis (an int, or int64
     per row). Not normalised: divide by the length for scipy's hamming fraction. Any
     dtype that compares with ==, e.g. bits, labels or characters."""
-    a, b = _labels("a", a), _labels("b", b)
-    try:
-        np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise ValueError(f"b: expected a shape that broadcasts with a's {a.shape}, "
-                         f"got {b.shape}") from None
-    if a.shape[-1] != b.shape[-1]:
-        raise ValueError(f"b: expected {a.shape[-1]} values along the last axis (a's), "
-                         f"got {b.shape[-1]}")
+    a, b = _pair("a", a, "b", b, _labels)
     counts = np.count_nonzero(a != b, axis=-1)
     return int(counts) if np.ndim(counts) == 0 else counts.astype(np.int64)
