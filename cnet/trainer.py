@@ -18,6 +18,7 @@ from cnet._validation import as_matrix, check_positive_int
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 from cnet.model import Sequential
 from cnet.optim import LBFGS, Optimizer
+from cnet.progress import EpochProgress
 
 __all__ = ["History", "Trainer"]
 
@@ -170,6 +171,7 @@ class Trainer:
         history = History()
         callbacks = list(callbacks)
         snapshot = _Snapshot(self.model, self.optimizer)
+        progress = EpochProgress(verbose, epochs, n_batches, n)
         self.stop_training = False
         self.model.train()
         for callback in callbacks:
@@ -178,9 +180,10 @@ class Trainer:
             start = time.perf_counter()
             order = rng.permutation(n) if shuffle else None
             snapshot.save()
+            progress.start(epoch)
             done, bad = (self._lbfgs_step(runner, X, y, losses, correct) if lbfgs else
-                         runner.train_batches(X, y, order, 0, n_batches, losses, correct,
-                                              on_nan != "continue"))
+                         self._train_epoch(runner, X, y, order, losses, correct,
+                                           on_nan != "continue", progress))
             if bad >= 0:    # every row is seen in the first epoch: the model is as before fit
                 snapshot.restore()
                 raise ValueError(f"X: expected finite values, got "
@@ -198,11 +201,7 @@ class Trainer:
             for callback in callbacks:
                 callback.on_epoch_end(self, epoch, logs)
             history._append(epoch, logs)
-            if verbose:
-                seconds = time.perf_counter() - start
-                metrics = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
-                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.2f}s - "
-                      f"{n / seconds:,.0f} samples/s - {metrics}")
+            progress.end(epoch, logs, time.perf_counter() - start)
             if self.stop_training:
                 break
         for callback in callbacks:
@@ -229,6 +228,21 @@ class Trainer:
             return 0, exc.args[0]
         losses[0], correct[0] = first[0]
         return 1, -1
+
+    @staticmethod
+    def _train_epoch(runner, X, y, order, losses, correct, stop_on_nan, progress):
+        """The epoch's batches through the step runner, in as few calls as the progress
+        display allows (one, without a bar). Returns (updates made, -1 or a bad row)."""
+        n_batches, chunk, first = len(losses), progress.chunk(), 0
+        while first < n_batches:
+            count = min(chunk, n_batches - first)
+            done, bad = runner.train_batches(X, y, order, first, count, losses[first:],
+                                             correct[first:], stop_on_nan)
+            progress.advance(done)
+            if done < count:
+                return first + done, bad
+            first += count
+        return n_batches, -1
 
     def _diverged(self, snapshot, on_nan, epoch, batch, loss):
         current = (self.model.flat_data, self.model.flat_buffers)
