@@ -44,6 +44,33 @@ class History:
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
+    def plot(self, path=None):
+        """Loss (and accuracy, where logged) per epoch, training and validation, drawn with
+        matplotlib (an optional extra: pip install cnet[plot]). Saves to `path` when given;
+        returns the figure."""
+        try:
+            import matplotlib
+            if path is not None:
+                matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install matplotlib") from None
+        metrics = [m for m in ("loss", "accuracy") if m in self.history]
+        fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+        epochs = [e + 1 for e in self.epoch]
+        for ax, metric in zip(axes[0], metrics):
+            ax.plot(epochs, self.history[metric], marker=".", label="training")
+            if "val_" + metric in self.history:
+                ax.plot(epochs, self.history["val_" + metric], marker=".", label="validation")
+            ax.set(xlabel="epoch", ylabel=metric)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=120)
+            plt.close(fig)
+        return fig
+
 
 class _Snapshot:
     """A copy of everything a training step changes (weights, running statistics, optimizer

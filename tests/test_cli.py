@@ -1,0 +1,118 @@
+"""The command line: train/save/plot, predict, evaluate, bench, info, errors and --help."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cnet
+from cnet import cli
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "digits.safetensors"
+    assert cli.main(["train", "--epochs", "3", "--hidden", "32", "--quiet",
+                     "--save", str(path)]) == 0
+    return path
+
+
+def digits_csv(path, rows, labels=True):
+    X, y = cnet.data.load_digits()
+    table = np.column_stack([X[:rows], y[:rows]]) if labels else X[:rows]
+    np.savetxt(path, table, delimiter=",", fmt="%g")
+    return X[:rows], y[:rows]
+
+
+def test_train_saves_a_model_that_loads_with_its_preprocessing(saved_model):
+    checkpoint = cnet.load(saved_model, with_optimizer=True)
+    assert checkpoint.model.in_features == 64 and checkpoint.model.out_features == 10
+    assert checkpoint.extra["task"] == "classification"
+    assert checkpoint.extra["preprocessing"] == {"scale": 1 / 16}
+    assert type(checkpoint.optimizer).__name__ == "Adam"
+
+
+def test_predict_writes_one_label_per_row(saved_model, tmp_path, capsys):
+    X, y = digits_csv(tmp_path / "x.csv", 40, labels=False)
+    out = tmp_path / "pred.csv"
+    assert cli.main(["predict", str(saved_model), str(tmp_path / "x.csv"), "-o", str(out)]) == 0
+    predicted = np.loadtxt(out, dtype=np.int64)
+    model = cnet.load(saved_model).eval()
+    assert np.array_equal(predicted, model(X / 16).argmax(axis=1))
+    assert np.mean(predicted == y) > 0.8
+    assert cli.main(["predict", str(saved_model), str(tmp_path / "x.csv"), "--proba"]) == 0
+    proba = np.loadtxt(capsys.readouterr().out.splitlines(), delimiter=",")
+    assert proba.shape == (40, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+
+
+def test_evaluate_prints_accuracy_and_a_confusion_matrix(saved_model, tmp_path, capsys):
+    X, y = digits_csv(tmp_path / "xy.csv", 60)
+    assert cli.main(["evaluate", str(saved_model), str(tmp_path / "xy.csv")]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("accuracy: ")[1].split()[0])
+    model = cnet.load(saved_model).eval()
+    assert accuracy == pytest.approx(np.mean(model(X / 16).argmax(axis=1) == y), abs=1e-4)
+    matrix_rows = [line for line in out.splitlines()[2:] if line.strip()]
+    assert len(matrix_rows) == 11     # header + 10 classes
+    assert sum(int(v) for row in matrix_rows[1:] for v in row.split()[1:]) == 60
+
+
+def test_train_on_a_csv_regression_and_plot(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    y = X @ [1.5, -2.0, 0.5] + 3.0
+    np.savetxt(tmp_path / "reg.csv", np.column_stack([X, y]), delimiter=",",
+               header="a,b,c,target", comments="")
+    plot = tmp_path / "curves.png"
+    assert cli.main(["train", "--data", str(tmp_path / "reg.csv"), "--label-column", "target",
+                     "--epochs", "30", "--quiet", "--plot", str(plot),
+                     "--save", str(tmp_path / "reg.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert float(out.split("test loss: ")[1].split()[0]) < 0.5
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert cnet.load(tmp_path / "reg.safetensors", with_optimizer=True).extra["task"] == "regression"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "nowhere.txt"], "data: expected"),
+    (["predict", "missing.safetensors", "x.csv"], "No such file"),
+    (["train", "--data", "missing.csv"], "missing.csv"),
+])
+def test_errors_are_one_line_with_exit_code_2(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith(f"cnet {argv[0]}: error:")
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "evaluate", "bench", "info"])
+def test_every_command_has_help(command):
+    result = subprocess.run([sys.executable, "-m", "cnet", command, "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "usage: cnet " + command in result.stdout
+
+
+def test_bad_option_value_exits_2():
+    result = subprocess.run([sys.executable, "-m", "cnet", "train", "--epochs", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--epochs" in result.stderr
+
+
+def test_bench_prints_ratios(capsys):
+    assert cli.main(["bench", "--samples", "512"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and all(line.split()[-2].endswith("x") for line in lines[1:])
+
+
+def test_info_names_the_versions(capsys):
+    assert cli.main(["info"]) == 0
+    assert f"cnet {cnet.__version__}" in capsys.readouterr().out
+
+
+def test_history_plot_draws_loss_and_accuracy(tmp_path):
+    model = cnet.Sequential(cnet.Dense(64, 10), seed=0)
+    X, y = cnet.data.load_digits()
+    history = cnet.Trainer(model, cnet.CrossEntropyLoss(), cnet.optim.Adam(model.parameters())) \
+        .fit(X / 16, y, epochs=2, validation_split=0.2, verbose=0)
+    fig = history.plot(tmp_path / "h.png")
+    assert len(fig.axes) == 2 and (tmp_path / "h.png").stat().st_size > 1000
+    assert len(fig.axes[0].lines) == 2      # training and validation
