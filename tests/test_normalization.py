@@ -7,7 +7,8 @@ from numpy.testing import assert_allclose
 from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, ReLU, Sequential, Trainer,
                   _batchnorm, _dropout, optim)
 from cnet.reference import normalization as ref
-from helpers import dims, dtypes, numerical_gradient, random_array, seeds, tol
+from helpers import (check_model_gradients, dims, dtypes, random_array, seeds, tol,
+                     train_manually)
 
 
 @given(rows=dims, cols=dims, p=st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]), dtype=dtypes,
@@ -73,20 +74,14 @@ def test_batchnorm_gradients_match_finite_differences():
     model = Sequential(Dense(3, 4), BatchNorm1d(4), ReLU(), Dense(4, 3), dtype="float64", seed=0)
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((6, 3)), np.array([0, 1, 2, 1, 0, 2])
-    loss_fn = CrossEntropyLoss()
     running = model.flat_buffers.copy()
 
     def objective():
         model.flat_buffers[:] = running      # forward in training updates running statistics
-        return loss_fn(model(x), y)
+        return objective.loss_fn(model(x), y)
 
-    objective()
-    model.zero_grad()
-    grad_x = model.backward(loss_fn.backward())
-    for name, p in model.named_parameters():
-        assert_allclose(p.grad, numerical_gradient(objective, p.data), rtol=1e-5, atol=1e-8,
-                        err_msg=name)
-    assert_allclose(grad_x, numerical_gradient(objective, x), rtol=1e-5, atol=1e-8)
+    objective.loss_fn = CrossEntropyLoss()
+    check_model_gradients(model, objective, x)
 
 
 def test_batchnorm_train_and_eval_semantics():
@@ -135,13 +130,8 @@ def test_fit_with_dropout_and_batchnorm_matches_the_manual_loop():
     fitted, manual = net(), net()
     Trainer(fitted, CrossEntropyLoss(), optim.Adam(fitted.parameters(), lr=1e-2)).fit(
         X, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
-    opt, loss_fn = optim.Adam(manual.parameters(), lr=1e-2), CrossEntropyLoss()
-    for _ in range(3):
-        for start in range(0, 48, 16):
-            opt.zero_grad()
-            loss_fn(manual(X[start:start + 16]), y[start:start + 16])
-            manual.backward(loss_fn.backward())
-            opt.step()
+    train_manually(manual, optim.Adam(manual.parameters(), lr=1e-2), CrossEntropyLoss(), X, y,
+                   16, 3)
     assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-9, atol=1e-12)
     assert_allclose(fitted.flat_buffers, manual.flat_buffers, rtol=1e-9, atol=1e-12)
     assert np.array_equal(fitted[3].rng_state, manual[3].rng_state)

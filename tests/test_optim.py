@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cnet import CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Tanh, Trainer, optim
+from cnet import CrossEntropyLoss, Dense, MSELoss, Sequential, Tanh, Trainer, optim
+from helpers import train_manually
 
 DTYPES = ["float32", "float64"]
 
@@ -75,13 +76,8 @@ def test_step_runner_matches_the_manual_loop(name, hyper):
     fitted, manual = small_model(), small_model()
     Trainer(fitted, CrossEntropyLoss(), getattr(optim, name)(fitted.parameters(), **hyper)).fit(
         X, y, epochs=3, batch_size=8, shuffle=False, verbose=0)
-    opt, loss_fn = getattr(optim, name)(manual.parameters(), **hyper), CrossEntropyLoss()
-    for _ in range(3):
-        for start in range(0, 40, 8):
-            opt.zero_grad()
-            loss_fn(manual(X[start:start + 8]), y[start:start + 8])
-            manual.backward(loss_fn.backward())
-            opt.step()
+    train_manually(manual, getattr(optim, name)(manual.parameters(), **hyper),
+                   CrossEntropyLoss(), X, y, 8, 3)
     assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-12, atol=1e-14)
     assert not np.array_equal(fitted.flat_data, small_model().flat_data)
 

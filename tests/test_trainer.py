@@ -8,6 +8,7 @@ from numpy.testing import assert_allclose
 from cnet import (CrossEntropyLoss, Dense, LeakyReLU, MSELoss, ReLU, Sequential, Sigmoid, Tanh,
                   Trainer, cli, optim)
 from cnet.data import load_digits
+from helpers import train_manually
 
 
 def classifier(dtype="float64", seed=0):
@@ -36,16 +37,8 @@ def test_fit_matches_the_manual_loop(make_optimizer, shuffle):
     Trainer(fitted, CrossEntropyLoss(), make_optimizer(fitted.parameters())).fit(
         X, y, epochs=epochs, batch_size=batch, shuffle=shuffle, seed=seed, verbose=0)
 
-    opt, loss_fn = make_optimizer(manual.parameters()), CrossEntropyLoss()
-    rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        order = rng.permutation(len(X)) if shuffle else np.arange(len(X))
-        for start in range(0, len(X), batch):
-            rows = order[start:start + batch]
-            opt.zero_grad()
-            loss_fn(manual(X[rows]), y[rows])
-            manual.backward(loss_fn.backward())
-            opt.step()
+    train_manually(manual, make_optimizer(manual.parameters()), CrossEntropyLoss(), X, y,
+                   batch, epochs, seed, shuffle)
     assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-9, atol=1e-12)
     assert not np.array_equal(fitted.flat_data, classifier().flat_data)
 
@@ -57,13 +50,7 @@ def test_fit_matches_manual_loop_for_mse_regression_float32():
     fitted, manual = make(), make()
     Trainer(fitted, MSELoss(), optim.Adam(fitted.parameters(), lr=1e-2)).fit(
         X, Y, epochs=2, batch_size=8, shuffle=False, verbose=0)
-    opt, loss_fn = optim.Adam(manual.parameters(), lr=1e-2), MSELoss()
-    for _ in range(2):
-        for start in range(0, 40, 8):
-            opt.zero_grad()
-            loss_fn(manual(X[start:start + 8]), Y[start:start + 8])
-            manual.backward(loss_fn.backward())
-            opt.step()
+    train_manually(manual, optim.Adam(manual.parameters(), lr=1e-2), MSELoss(), X, Y, 8, 2)
     assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-5, atol=1e-6)
 
 
@@ -185,15 +172,8 @@ def test_max_grad_norm_clips_every_step_like_the_manual_loop():
     fitted, manual = classifier(), classifier()
     Trainer(fitted, CrossEntropyLoss(), optim.SGD(fitted.parameters(), lr=0.5),
             max_grad_norm=0.1).fit(X, y, epochs=2, batch_size=25, shuffle=False, verbose=0)
-    opt, loss_fn = optim.SGD(manual.parameters(), lr=0.5), CrossEntropyLoss()
-    for _ in range(2):
-        for start in range(0, 50, 25):
-            opt.zero_grad()
-            loss_fn(manual(X[start:start + 25]), y[start:start + 25])
-            manual.backward(loss_fn.backward())
-            norm = np.linalg.norm(manual.flat_grad)
-            manual.flat_grad *= min(1.0, 0.1 / (norm + 1e-6))
-            opt.step()
+    train_manually(manual, optim.SGD(manual.parameters(), lr=0.5), CrossEntropyLoss(), X, y,
+                   25, 2, max_grad_norm=0.1)
     assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="max_grad_norm"):
         Trainer(fitted, CrossEntropyLoss(), optim.SGD(fitted.parameters()), max_grad_norm=-1)
