@@ -4,9 +4,9 @@ Run the suite:            python -m pytest bench/ --benchmark-json=/tmp/bench.js
 Smoke run (CI, < 1 min):   python -m pytest bench/ --benchmark-disable
 
 Environment:
-  CNET_BENCH_SAMPLES       rows of the MNIST-shaped data (default 60,000; 4,096 with
+  CNET_BENCH_SAMPLES       rows of the MNIST-shaped data (default 60,000; 1,024 with
                            --benchmark-disable)
-  CNET_BENCH_WIDE_SAMPLES  rows for the wide configuration (default 8,192; 1,024 disabled)
+  CNET_BENCH_WIDE_SAMPLES  rows for the wide configuration (default 8,192; 256 disabled)
   CNET_BENCH_ROUNDS        timed rounds of each one-epoch benchmark (default 5, after one
                            warm-up round)
 """
@@ -113,8 +113,8 @@ def settings(pytestconfig):
     disabled = _disabled(pytestconfig)
     return SimpleNamespace(
         disabled=disabled,
-        mnist_samples=_env_int("CNET_BENCH_SAMPLES", 4096 if disabled else 60_000),
-        wide_samples=_env_int("CNET_BENCH_WIDE_SAMPLES", 1024 if disabled else 8192),
+        mnist_samples=_env_int("CNET_BENCH_SAMPLES", 1024 if disabled else 60_000),
+        wide_samples=_env_int("CNET_BENCH_WIDE_SAMPLES", 256 if disabled else 8192),
         rounds=1 if disabled else _env_int("CNET_BENCH_ROUNDS", 5),
     )
 

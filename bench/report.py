@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from collections import defaultdict
@@ -58,26 +59,57 @@ def div(a, b):
 
 
 class Results:
-    def __init__(self, data):
-        self.data = data
+    def __init__(self, data, stat="median"):
+        self.data, self.stat = data, stat
         self.by_key = {}
         self.groups = defaultdict(list)
+        self.interleaved = {}   # (kind, config) -> extra_info of the round-robin run
         for bench in data["benchmarks"]:
             info = bench.get("extra_info", {})
             self.groups[bench["group"]].append(bench)
             if info.get("kind") in ("train", "predict", "memory", "allocations"):
                 self.by_key[(info["kind"], info.get("config"), info.get("impl"))] = bench
+            elif info.get("kind") in ("train_interleaved", "predict_interleaved"):
+                kind = info["kind"].split("_")[0]
+                self.interleaved[(kind, info["config"])] = info
 
     def get(self, kind, config, impl):
         return self.by_key.get((kind, config, impl))
 
+    def _pick(self, values):
+        return min(values) if self.stat == "min" else statistics.median(values)
+
+    def has(self, kind, config, impl):
+        inter = self.interleaved.get((kind, config))
+        return (inter is not None and impl in inter["wall_s"]) or self.get(kind, config, impl)
+
     def median(self, kind, config, impl):
+        """Seconds per round: from the round-robin run when there is one, else from the
+        benchmark of its own; the median (default) or the fastest round (--stat min)."""
+        inter = self.interleaved.get((kind, config))
+        if inter is not None:
+            times = inter["wall_s"].get(impl)
+            return self._pick(times) if times else None
         bench = self.get(kind, config, impl)
-        return bench["stats"]["median"] if bench else None
+        return bench["stats"][self.stat] if bench else None
+
+    def samples(self, kind, config):
+        inter = self.interleaved.get((kind, config))
+        if inter is not None:
+            return inter["samples"]
+        bench = self.get(kind, config, "cnet")
+        return bench["extra_info"]["samples"] if bench else None
 
     def rate(self, kind, config, impl):
-        bench = self.get(kind, config, impl)
-        return div(bench["extra_info"]["samples"], bench["stats"]["median"]) if bench else None
+        return div(self.samples(kind, config), self.median(kind, config, impl))
+
+    def cpu(self, kind, config, impl):
+        """Median CPU seconds (user + sys, all threads) per round."""
+        inter = self.interleaved.get((kind, config))
+        if inter is not None:
+            values = inter["cpu_s"].get(impl)
+            return statistics.median(values) if values else None
+        return self.info(kind, config, impl, "cpu_s")
 
     def info(self, kind, config, impl, key):
         bench = self.get(kind, config, impl)
@@ -154,8 +186,8 @@ def target_rows(results):
                      info["numpy_blocks_left"] == 0 and not info["transient_arrays"]))
     else:
         rows.append(("arrays allocated per training step at steady state", "–", "0", None))
-    cpu = [(c, div(results.info("train", c, "cnet", "cpu_s"),
-                   results.info("train", c, "gemm_floor", "cpu_s"))) for c in TRAIN_CONFIGS]
+    cpu = [(c, div(results.cpu("train", c, "cnet"), results.cpu("train", c, "gemm_floor")))
+           for c in TRAIN_CONFIGS]
     cpu = [(c, r) for c, r in cpu if r is not None]
     if cpu:
         worst = max(r for _, r in cpu)
@@ -163,7 +195,8 @@ def target_rows(results):
         rows.append(("CPU seconds per epoch / the GEMM floor's", text, "≤ 1.2 (any width)",
                      worst <= 1.2))
     else:
-        rows.append(("CPU seconds per epoch / the GEMM floor's", "–", "≤ 1.2 (any width)", None))
+        rows.append(("CPU seconds per epoch / the GEMM floor's", "–", "≤ 1.2 (any width)",
+                     None))
     r = results.info("memory", "mnist", "cnet", "ratio")
     rows.append(("peak memory during fit / budget, mnist", fmt_ratio(r, 3), "≤ 1.3",
                  None if r is None else r <= 1.3))
@@ -181,13 +214,16 @@ def targets(results):
 
 
 def training(results):
-    present = [i for i in TRAIN_IMPLS
-               if any(results.get("train", c, i) for c in TRAIN_CONFIGS)]
+    present = [i for i in TRAIN_IMPLS if any(results.has("train", c, i) for c in TRAIN_CONFIGS)]
+    source = ("the round-robin runs (`test_train_interleaved`: each round trains one epoch with "
+              "every implementation, in rotating order, so changes in the machine's load fall "
+              "on all of them)" if any(k[0] == "train" for k in results.interleaved)
+              else "each implementation's own benchmark")
     lines = ["## Training: one epoch, float32, Adam, shuffled mini-batches", "",
-             "Samples/s from the median round. cnet step / floor: cnet's epoch time over the GEMM "
-             "floor's (only the matrix products of every step, through cnet's BLAS wrapper on "
-             "preallocated arrays, called from Python). CPU: user+sys seconds per epoch, over "
-             "the floor's.", ""]
+             f"Samples/s from the {results.stat} round of {source}. cnet step / floor: cnet's "
+             "epoch time over the GEMM floor's (only the matrix products of every step, through "
+             "cnet's BLAS wrapper on preallocated arrays, called from Python). CPU: user+sys "
+             "seconds per epoch (all threads), cnet's over the floor's.", ""]
     cols = [IMPL_NAMES[i] for i in present]
     ratio_cols = ["cnet / NumPy"]
     if "pytorch" in present:
@@ -198,8 +234,7 @@ def training(results):
     lines.append("| config | samples × rounds | " + " | ".join(cols + ratio_cols) + " |")
     lines.append("|---|---:|" + "---:|" * (len(cols) + len(ratio_cols)))
     for config in TRAIN_CONFIGS:
-        bench = results.get("train", config, "cnet")
-        if bench is None:
+        if not results.has("train", config, "cnet"):
             continue
         rates = {i: results.rate("train", config, i) for i in present}
         cells = [fmt_rate(rates[i]) for i in present]
@@ -210,19 +245,21 @@ def training(results):
             cells.append(fmt_ratio(div(rates.get("cnet"), rates.get("pytorch_fused"))))
         cells.append(fmt_ratio(div(results.median("train", config, "cnet"),
                                    results.median("train", config, "gemm_floor"))))
-        cells.append(fmt_ratio(div(results.info("train", config, "cnet", "cpu_s"),
-                                   results.info("train", config, "gemm_floor", "cpu_s"))))
-        info = bench["extra_info"]
+        cells.append(fmt_ratio(div(results.cpu("train", config, "cnet"),
+                                   results.cpu("train", config, "gemm_floor"))))
+        info = (results.interleaved.get(("train", config))
+                or results.get("train", config, "cnet")["extra_info"])
+        rounds = info.get("rounds") or results.get("train", config, "cnet")["stats"]["rounds"]
         name = f"{config} ({'-'.join(map(str, info['widths']))}, batch {info['batch']})"
-        lines.append(f"| {name} | {info['samples']:,} × {bench['stats']['rounds']} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {info['samples']:,} × {rounds} | " + " | ".join(cells) + " |")
     lines.append("")
     notes = []
     for config in TRAIN_CONFIGS:
         floor = results.get("train", config, "gemm_floor")
-        if floor and floor["extra_info"].get("call_overhead_s"):
-            info = floor["extra_info"]
-            share = div(info["call_overhead_s"] * info["gemm_calls"], floor["stats"]["median"])
+        info = results.interleaved.get(("train", config)) or (floor or {}).get("extra_info", {})
+        if info.get("call_overhead_s") and results.median("train", config, "gemm_floor"):
+            share = div(info["call_overhead_s"] * info["gemm_calls"],
+                        results.median("train", config, "gemm_floor"))
             notes.append(f"{config} {100 * share:.0f}%")
     if notes:
         lines += ["Share of the GEMM floor that is Python calling `cnet._blas.matmul` "
@@ -231,11 +268,11 @@ def training(results):
 
 
 def inference(results):
-    impls = [i for i in ("cnet", "reference", "pytorch") if results.get("predict", "mnist", i)]
+    impls = [i for i in ("cnet", "reference", "pytorch") if results.has("predict", "mnist", i)]
     if not impls:
         return []
     lines = ["## Inference: predict 10,000 rows, mnist network", "",
-             "| | rows/s | median | cnet speed-up |", "|---|---:|---:|---:|"]
+             f"| | rows/s | {results.stat} | cnet speed-up |", "|---|---:|---:|---:|"]
     cnet = results.rate("predict", "mnist", "cnet")
     for impl in impls:
         rate = results.rate("predict", "mnist", impl)
@@ -274,18 +311,19 @@ def kernels(results):
         if not by_impl:
             continue
         cnet, ref = by_impl.get("cnet"), by_impl.get("reference")
-        c = cnet["stats"]["median"] if cnet else None
-        r = ref["stats"]["median"] if ref else None
+        c = cnet["stats"][results.stat] if cnet else None
+        r = ref["stats"][results.stat] if ref else None
         rows.append(f"| {group} | {fmt_time(c)} | {fmt_time(r)} | {fmt_ratio(div(r, c), 1)} |")
     if not rows:
         return []
-    return ["## Kernels: compiled vs its cnet.reference twin (float32, median per call)", "",
+    return [f"## Kernels: compiled vs its cnet.reference twin (float32, {results.stat} per call)",
+            "",
             "| kernel and size | cnet | reference | speed-up |", "|---|---:|---:|---:|",
             *rows, ""]
 
 
-def report(data):
-    results = Results(data)
+def report(data, stat="median"):
+    results = Results(data, stat)
     return "\n".join(header(results) + targets(results) + training(results)
                      + inference(results) + memory(results) + kernels(results))
 
@@ -295,6 +333,9 @@ def main(argv=None):
     parser.add_argument("json", nargs="?", help="pytest-benchmark JSON (--benchmark-json)")
     parser.add_argument("-o", "--output", help="write the markdown here (default: stdout)")
     parser.add_argument("--run", action="store_true", help="run the suite first")
+    parser.add_argument("--stat", choices=["median", "min"], default="median",
+                        help="round time to compare: the median (default, as DESIGN.md) or the "
+                             "fastest round (steadier on a machine shared with other work)")
     parser.add_argument("--json", dest="json_path", default=None,
                         help="with --run: where the suite writes its JSON "
                              "(default: /tmp/cnet-bench.json)")
@@ -317,9 +358,10 @@ def main(argv=None):
         parser.error("give a JSON file, or --run")
     with open(path) as f:
         data = json.load(f)
-    text = report(data)
+    text = report(data, args.stat)
     if args.run:
         shown = " ".join(["python", "bench/report.py", "--run"]
+                         + (["--stat", args.stat] if args.stat != "median" else [])
                          + (["-o", args.output] if args.output else [])
                          + (["--", *extra] if extra else []))
         text = text.replace("# cnet benchmark results\n",

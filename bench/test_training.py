@@ -8,6 +8,7 @@ sys, all threads) of one round.
 """
 import math
 import os
+import time
 
 import numpy as np
 import pytest
@@ -111,20 +112,34 @@ def gemm_floor_epoch(model, X, y, batch):
     return epoch
 
 
-def call_overhead_s(calls=20_000):
+def call_overhead_s(calls=2000, repeats=20):
     """Seconds per cnet._blas.matmul call from Python on empty arrays: the part of the GEMM
-    floor that is Python, not BLAS."""
-    import time
+    floor that is Python, not BLAS (the fastest of many short runs)."""
     out, a, b = (np.empty((0, 4), np.float32), np.empty((0, 3), np.float32),
                  np.empty((4, 3), np.float32))
     matmul = _blas.matmul
     best = math.inf
-    for _ in range(3):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(calls):
             matmul(out, a, b, False, True)
         best = min(best, (time.perf_counter() - t0) / calls)
     return best
+
+
+def interleaved(fns, rounds):
+    """Run every fn once per round, the order rotating from round to round, so that load from
+    other work on the machine falls on all of them alike. Returns {name: [wall seconds]},
+    {name: [CPU seconds]} and {name: last result}."""
+    names = list(fns)
+    wall, cpu, result = {n: [] for n in names}, {n: [] for n in names}, {}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            c0, t0 = time.process_time(), time.perf_counter()
+            result[name] = fns[name](r + 1)
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return wall, cpu, result
 
 
 EPOCHS = {"cnet": cnet_epoch, "reference": reference_epoch, "pytorch": pytorch_epoch,
@@ -159,6 +174,70 @@ def test_train_epoch(benchmark, settings, datasets, config, impl):
         assert 0 < result < 2 * math.log(10) + 1   # a cross-entropy over 10 classes, not diverged
 
 
+@pytest.mark.parametrize("config", [
+    pytest.param(c, marks=pytest.mark.benchmark(group=f"train {c} interleaved"))
+    for c in CONFIGS])
+def test_train_interleaved(benchmark, settings, datasets, config):
+    """Every implementation's epoch, round-robin: the ratios report.py checks against the
+    DESIGN.md targets come from here, where drift in the machine's load cancels."""
+    spec = CONFIGS[config]
+    X, y = datasets(spec["data"])
+    epochs, models = {}, {}
+    for impl in IMPLS:
+        if impl.startswith("pytorch") and not _has_torch():
+            continue
+        models[impl] = make_model(spec["widths"], seed=0)
+        try:
+            epochs[impl] = EPOCHS[impl](models[impl], X, y, spec["batch"])
+        except pytest.skip.Exception:
+            continue
+    if not settings.disabled:
+        for epoch in epochs.values():   # warm up: runners, BLAS threads, caches
+            epoch(0)
+    wall, cpu, result = benchmark.pedantic(
+        lambda: interleaved(epochs, settings.rounds), rounds=1, iterations=1)
+    benchmark.extra_info.update({
+        "kind": "train_interleaved", "config": config, "samples": len(X),
+        "batch": spec["batch"], "widths": list(spec["widths"]), "rounds": settings.rounds,
+        "wall_s": wall, "cpu_s": cpu, "loadavg_after": os.getloadavg()[0]})
+    if "gemm_floor" in epochs:
+        benchmark.extra_info["gemm_calls"] = epochs["gemm_floor"].calls_per_epoch
+        benchmark.extra_info["call_overhead_s"] = call_overhead_s()
+    for impl in set(epochs) - {"gemm_floor"}:
+        assert 0 < result[impl] < 2 * math.log(10) + 1, impl
+    assert np.isfinite(models["cnet"].flat_data).all()
+
+
+def _has_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.benchmark(group="predict mnist interleaved")
+def test_predict_interleaved(benchmark, settings, inference_data):
+    """cnet's, the reference's and PyTorch's predict, round-robin (see test_train_interleaved)."""
+    X = inference_data
+    model = make_model(CONFIGS["mnist"]["widths"], seed=0)
+    fns = {"cnet": _predictor("cnet", model, X), "reference": _predictor("reference", model, X)}
+    if _has_torch():
+        fns["pytorch"] = _predictor("pytorch", model, X)
+    if not settings.disabled:
+        for fn in fns.values():
+            fn()
+    rounds = 1 if settings.disabled else 30
+    wall, cpu, labels = benchmark.pedantic(
+        lambda: interleaved({k: (lambda r, f=f: f()) for k, f in fns.items()}, rounds),
+        rounds=1, iterations=1)
+    benchmark.extra_info.update({"kind": "predict_interleaved", "config": "mnist",
+                                 "samples": len(X), "rounds": rounds, "wall_s": wall,
+                                 "cpu_s": cpu, "loadavg_after": os.getloadavg()[0]})
+    for impl, got in labels.items():
+        assert np.mean(got == labels["reference"]) > 0.999, impl
+
+
 # --- inference ------------------------------------------------------------------------------
 
 PREDICT_IMPLS = ["cnet", "reference", "pytorch"]
@@ -169,23 +248,30 @@ PREDICT_IMPLS = ["cnet", "reference", "pytorch"]
 def test_predict(benchmark, inference_data, impl):
     X = inference_data
     model = make_model(CONFIGS["mnist"]["widths"], seed=0)
-    if impl == "cnet":
-        trainer = make_trainer(model)
-        fn = lambda: trainer.predict(X)                       # noqa: E731
-    elif impl == "reference":
-        ref = ReferenceMLP(model)
-        fn = lambda: ref.predict(X)                           # noqa: E731
-    else:
-        torch = pytest.importorskip("torch")
-        net = torch_model(model)
-        Xt = torch.from_numpy(X)
-
-        def fn():
-            with torch.no_grad():
-                return net(Xt).argmax(dim=1).numpy()
+    if impl == "pytorch":
+        pytest.importorskip("torch")
+    fn = _predictor(impl, model, X)
     benchmark.extra_info.update({"kind": "predict", "config": "mnist", "impl": impl,
                                  "samples": len(X), "loadavg_after": os.getloadavg()[0]})
     labels = benchmark(fn)
     expected = ReferenceMLP(model).predict(X)
     assert labels.shape == (len(X),)
     assert np.mean(labels == expected) > 0.999   # the same model (float32 ties aside)
+
+
+def _predictor(impl, model, X):
+    """A function returning the predicted labels of X by `impl` for the network `model`."""
+    if impl == "cnet":
+        trainer = make_trainer(model)
+        return lambda: trainer.predict(X)
+    if impl == "reference":
+        ref = ReferenceMLP(model)
+        return lambda: ref.predict(X)
+    import torch
+    net = torch_model(model)
+    Xt = torch.from_numpy(X)
+
+    def predict():
+        with torch.no_grad():
+            return net(Xt).argmax(dim=1).numpy()
+    return predict
