@@ -26,7 +26,9 @@ if os.name == "nt":
     compile_args = ["/O2"]
 else:
     # -fno-math-errno lets sqrt vectorise; never -ffast-math, which breaks NaN checks.
-    compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno"]
+    # -g0 overrides the -g in Python's own CFLAGS: debug information would make the wheel
+    # several times larger.
+    compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-g0"]
 
 extensions = [
     Extension(

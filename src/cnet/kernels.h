@@ -15,6 +15,15 @@
 #include <string.h>
 #include <math.h>
 
+/* MSVC's C compiler knows `restrict` only under /std:c11 or later (which defines
+ * __STDC_VERSION__); in its default mode the qualifier is spelt `__restrict`. Defined after
+ * the system headers (their __declspec(restrict) must stay as it is) and undefined at the end
+ * of this file, so it reaches only the kernels below. */
+#if defined(_MSC_VER) && !defined(__clang__) && !defined(__STDC_VERSION__) && !defined(restrict)
+#define restrict __restrict
+#define CNET_RESTRICT_DEFINED
+#endif
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CNET_DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -184,5 +193,10 @@ CNET_RMSPROP(float, f32, sqrtf)
 CNET_RMSPROP(double, f64, sqrt)
 CNET_GATHER(float, f32, cnet_bits32, 0x7f800000u)
 CNET_GATHER(double, f64, cnet_bits64, 0x7ff0000000000000ull)
+
+#ifdef CNET_RESTRICT_DEFINED
+#undef restrict
+#undef CNET_RESTRICT_DEFINED
+#endif
 
 #endif
