@@ -4,11 +4,48 @@ BLAS is column-major. A row-major (m, n) matrix is the same memory as a column-m
 (n, m) one, so C = op(A) op(B) in row-major is Cᵀ = op(B)ᵀ op(A)ᵀ in column-major:
 call ?gemm with the operands swapped and each leading dimension set to the stored
 row length.
+
+Threads: a small product gains nothing from a second BLAS thread and loses much when the
+cores are shared (the threads wait on each other at every barrier), so products of fewer
+than `threaded_min_work` multiply-adds run on the calling thread alone, through OpenBLAS's
+thread-local setting (OpenBLAS >= 0.3.27; with another BLAS the library decides).
 """
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from cnet._memview cimport ptr2, cptr2
+
+ctypedef int (*set_threads_t)(int) noexcept nogil
+cdef set_threads_t set_local_threads = NULL
+cdef long long threaded_min_work = 1 << 24
+
+
+def _bind_thread_control():
+    """Find OpenBLAS's openblas_set_num_threads_local in the BLAS scipy links to."""
+    global set_local_threads
+    import ctypes
+    import scipy.linalg.cython_blas
+    try:
+        library = ctypes.CDLL(scipy.linalg.cython_blas.__file__)
+    except OSError:
+        return False
+    for name in ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"):
+        function = getattr(library, name, None)
+        if function is not None:
+            set_local_threads = <set_threads_t><size_t>ctypes.cast(function, ctypes.c_void_p).value
+            return True
+    return False
+
+
+def set_threaded_min_work(long long work):
+    """GEMMs with m*n*k below `work` run single-threaded (0: let the BLAS decide always).
+    Returns the previous value."""
+    global threaded_min_work
+    previous, threaded_min_work = threaded_min_work, work
+    return previous
+
+
+THREAD_CONTROL = _bind_thread_control()
 
 
 cdef void gemm(floating* c,              # (m, n) out
@@ -25,12 +62,18 @@ cdef void gemm(floating* c,              # (m, n) out
     cdef int lda = max(1, m if trans_a else k)
     cdef int ldb = max(1, k if trans_b else n)
     cdef int ldc = n
+    cdef int previous = 0
+    cdef bint alone = set_local_threads != NULL and <long long>m * n * k < threaded_min_work
+    if alone:
+        previous = set_local_threads(1)
     if floating is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
               &beta, c, &ldc)
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
               &beta, c, &ldc)
+    if alone:
+        set_local_threads(previous)
 
 
 def matmul(floating[:, ::1] out, const floating[:, ::1] a, const floating[:, ::1] b,
