@@ -6,32 +6,18 @@ and the output y and uses the cheaper, more exact one (y for ReLU, sigmoid, tanh
 softmax; x for leaky ReLU, so negative slopes work too).
 """
 from cython cimport floating
-from libc.math cimport exp, expf, fabs, fabsf, tanh, tanhf
+from libc.math cimport exp, fabs, tanh
 from libc.string cimport memcpy
 
 from cnet._memview cimport ptr2, cptr2
 
 
-# float32 calls the float versions of libm, so it never goes through double.
-cdef inline floating _exp(floating v) noexcept nogil:
-    if floating is float:
-        return expf(v)
-    else:
-        return exp(v)
-
-
-cdef inline floating _fabs(floating v) noexcept nogil:
-    if floating is float:
-        return fabsf(v)
-    else:
-        return fabs(v)
-
-
-cdef inline floating _tanh(floating v) noexcept nogil:
-    if floating is float:
-        return tanhf(v)
-    else:
-        return tanh(v)
+# float32's exp-based loops are in kernels.h, where they vectorise (libm's expf and tanhf do
+# not); float64 keeps libm's exp and tanh.
+cdef extern from "kernels.h" nogil:
+    void cnet_sigmoid_f32(float* y, const float* x, Py_ssize_t n)
+    void cnet_tanh_f32(float* y, const float* x, Py_ssize_t n)
+    void cnet_exp_shifted_f32(float* y, const float* x, float shift, Py_ssize_t n)
 
 
 cdef inline void _copy(floating* out, const floating* src, Py_ssize_t n) noexcept nogil:
@@ -101,10 +87,13 @@ cdef void sigmoid_forward_ptr(floating* y,             # (n,) out
     """y = 1 / (1 + e^-x), in the two-branch form that never overflows: with
     z = e^-|x| in (0, 1], y = 1 / (1 + z) for x >= 0 and z / (1 + z) for x < 0."""
     cdef Py_ssize_t i
-    cdef floating z, one = 1    # a typed 1, so float32 arithmetic stays in float
+    cdef double z
+    if floating is float:
+        cnet_sigmoid_f32(y, x, n)
+        return
     for i in range(n):
-        z = _exp(-_fabs(x[i]))
-        y[i] = (one if x[i] >= 0 else z) / (one + z)
+        z = exp(-fabs(x[i]))
+        y[i] = (1 if x[i] >= 0 else z) / (1 + z)
 
 
 cdef void sigmoid_backward_ptr(floating* dx,           # (n,) out
@@ -122,8 +111,11 @@ cdef void tanh_forward_ptr(floating* y,                # (n,) out
                            const floating* x,          # (n,)
                            Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
+    if floating is float:
+        cnet_tanh_f32(y, x, n)
+        return
     for i in range(n):
-        y[i] = _tanh(x[i])
+        y[i] = tanh(x[i])
 
 
 cdef void tanh_backward_ptr(floating* dx,              # (n,) out
@@ -164,9 +156,13 @@ cdef void softmax_forward_ptr(floating* y,             # (rows, cols) out
         for j in range(1, cols):
             if xr[j] > top:
                 top = xr[j]
+        if floating is float:
+            cnet_exp_shifted_f32(yr, xr, top, cols)
+        else:
+            for j in range(cols):
+                yr[j] = exp(xr[j] - top)
         total = 0
         for j in range(cols):
-            yr[j] = _exp(xr[j] - top)
             total += yr[j]
         scale = <floating>(1 / total)
         for j in range(cols):

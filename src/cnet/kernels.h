@@ -181,6 +181,60 @@ CNET_KERNEL void cnet_dropout_##SUFFIX(                                         
     }                                                                                      \
 }
 
+/* e^x for x <= 0 in float32, written so that it vectorises (libm's expf does not):
+ * x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (within about 1 ulp),
+ * 2^n put into the exponent bits. Below -87.3, where e^x leaves the normal range, the
+ * result is 0; NaN stays NaN. The callers only need x <= 0 (softmax, sigmoid, tanh). */
+static inline float cnet_exp_nonpositive_f32(float x)
+{
+    float fx = x * 1.44269504088896341f + 0.5f;
+    float t = (float)(int32_t)fx;                /* truncates toward 0 ... */
+    float n = t > fx ? t - 1.0f : t;             /* ... so this is floor: n = round(x/ln2) */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;     /* ln2 in two parts */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    cnet_bits32 bits = (cnet_bits32)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -87.33654f ? 0.0f : p * scale;
+}
+
+/* y = 1 / (1 + e^-x) in the two-branch form that never overflows. */
+CNET_KERNEL void cnet_sigmoid_f32(float *y, const float *x, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float z = cnet_exp_nonpositive_f32(-fabsf(x[i]));
+        y[i] = (x[i] >= 0.0f ? 1.0f : z) / (1.0f + z);
+    }
+}
+
+/* y = tanh(x): Cephes' odd polynomial for |x| < 0.625, (1 - e)/(1 + e) with e = e^-2|x|
+ * beyond (no cancellation there: e < 0.29), the sign put back with copysign. */
+CNET_KERNEL void cnet_tanh_f32(float *y, const float *x, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i], a = fabsf(v), z = v * v;
+        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
+                         - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
+                       - 3.33332819422e-1f) * z * v + v;
+        float e = cnet_exp_nonpositive_f32(-2.0f * a);
+        float large = copysignf((1.0f - e) / (1.0f + e), v);
+        y[i] = a < 0.625f ? small : large;
+    }
+}
+
+/* y = e^(x - shift) for shift >= max(x): one softmax row before normalising. */
+CNET_KERNEL void cnet_exp_shifted_f32(float *y, const float *x, float shift, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        y[i] = cnet_exp_nonpositive_f32(x[i] - shift);
+}
+
 CNET_ADAM(float, f32, sqrtf)
 CNET_ADAM(double, f64, sqrt)
 CNET_SGD(float, f32)
