@@ -94,11 +94,11 @@ cdef inline Py_ssize_t gather_rows(floating* dst, const floating* src, const int
         return cnet_gather_rows_f64(dst, src, order, start, rows, width)
 
 
-cdef void forward_pass(Plan* p, floating* x, Py_ssize_t rows) noexcept nogil:
+cdef void forward_pass(Plan* p, const floating* x, Py_ssize_t rows) noexcept nogil:
     """Every layer's output from the input rows x (B, n_in), into the workspace."""
     cdef floating* work = <floating*>p.work
     cdef floating* params = <floating*>p.params
-    cdef floating* inp = x
+    cdef const floating* inp = x
     cdef floating* out
     cdef floating* saved
     cdef Op* op
@@ -269,16 +269,17 @@ cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const i
 
 cdef Py_ssize_t predict_rows(Plan* p, const floating* X, floating* out,
                              Py_ssize_t n_rows) noexcept nogil:
-    """Model outputs for every row of X, B rows at a time; -1 or the first non-finite row."""
+    """Model outputs for every row of X, B rows at a time; -1 or the first non-finite row.
+    The rows are read in place (checked, not copied): they are already contiguous."""
     cdef floating* work = <floating*>p.work
     cdef Py_ssize_t start = 0, rows, bad
     cdef const floating* last
     while start < n_rows:
         rows = min(p.batch, n_rows - start)
-        bad = gather_rows(work, X, NULL, start, rows, p.n_in)
+        bad = gather_rows(<floating*>NULL, X, NULL, start, rows, p.n_in)
         if bad >= 0:
             return bad
-        forward_pass(p, work, rows)
+        forward_pass(p, X + start * p.n_in, rows)
         last = work + p.ops[p.n_ops - 1].output
         memcpy(out + start * p.n_out, last, rows * p.n_out * sizeof(floating))
         start += rows

@@ -131,8 +131,8 @@ CNET_KERNEL void cnet_rmsprop_##SUFFIX(                                         
     }                                                                                      \
 }
 
-/* Copy rows order[start .. start+rows) of src (or start.. when order is NULL) into dst,
- * checking finiteness on the way: returns the first row (in src) holding a NaN or an
+/* Copy rows order[start .. start+rows) of src (or start.. when order is NULL) into dst
+ * (or only check them, when dst is NULL), checking finiteness on the way: returns the first row (in src) holding a NaN or an
  * infinity, or -1. The check tests the exponent bits as integers, so it vectorises
  * (an OR-reduction) where a floating-point test would not. */
 #define CNET_GATHER(T, SUFFIX, UINT, EXP_MASK)                                             \
@@ -143,12 +143,17 @@ CNET_KERNEL ptrdiff_t cnet_gather_rows_##SUFFIX(                                
     for (ptrdiff_t r = 0; r < rows; r++) {                                                 \
         ptrdiff_t row = order ? (ptrdiff_t)order[start + r] : start + r;                   \
         const UINT *bits = (const UINT *)(src + row * width);                              \
-        UINT *out = (UINT *)(dst + r * width);                                             \
         UINT bad = 0;                                                                      \
-        for (ptrdiff_t j = 0; j < width; j++) {                                            \
-            UINT b = bits[j];                                                              \
-            out[j] = b;                                                                    \
-            bad |= (UINT)((b & EXP_MASK) == EXP_MASK);                                     \
+        if (dst) {                                                                         \
+            UINT *out = (UINT *)(dst + r * width);                                         \
+            for (ptrdiff_t j = 0; j < width; j++) {                                        \
+                UINT b = bits[j];                                                          \
+                out[j] = b;                                                                \
+                bad |= (UINT)((b & EXP_MASK) == EXP_MASK);                                 \
+            }                                                                              \
+        } else {                                                                           \
+            for (ptrdiff_t j = 0; j < width; j++)                                          \
+                bad |= (UINT)((bits[j] & EXP_MASK) == EXP_MASK);                           \
         }                                                                                  \
         if (bad) return row;                                                               \
     }                                                                                      \
