@@ -25,6 +25,16 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def as_generator(name, seed):
+    """seed (None, a non-negative int, a SeedSequence or a numpy.random.Generator, which is
+    used as it is, so its state carries on) as a Generator; anything else names `name`."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: expected None, a non-negative int or a "
+                        f"numpy.random.Generator, got {seed!r} ({exc})") from None
+
+
 def as_numeric_array(name, x):
     """x as an ndarray of real numbers (ints or float32/float64); other dtypes are a TypeError."""
     try:

@@ -7,7 +7,7 @@ optimizer step is one loop over two flat arrays and a checkpoint is one vector.
 """
 import numpy as np
 
-from cnet._validation import as_matrix, resolve_dtype
+from cnet._validation import as_generator, as_matrix, resolve_dtype
 from cnet.layers import Layer
 
 __all__ = ["Parameter", "Sequential"]
@@ -58,7 +58,7 @@ class Sequential:
         for layer in layers:
             width = layer.output_width(width)
         self.out_features = width
-        self._allocate(np.random.default_rng(seed))
+        self._allocate(as_generator("seed", seed))
 
     def _allocate(self, rng):
         """One flat array for the parameters, one for their gradients, one for buffers
@@ -132,7 +132,11 @@ class Sequential:
         for name, target in targets.items():
             if name not in state_dict:
                 continue
-            value = np.asarray(state_dict[name])
+            try:
+                value = np.asarray(state_dict[name])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"state_dict[{name!r}]: expected an array of real numbers "
+                                f"({exc})") from None
             if value.shape != target.shape:
                 raise ValueError(f"state_dict[{name!r}]: expected shape {target.shape}, "
                                  f"got {value.shape}")
