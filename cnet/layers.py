@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from cnet import _activations, _batchnorm, _dense, _dropout
-from cnet._validation import FLOAT_DTYPES, check_positive_int
+from cnet._validation import FLOAT_DTYPES, as_numeric_array, check_positive_int
 from cnet.init import INITIALIZERS, initialize
 
 __all__ = ["Layer", "Dense", "Linear", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
@@ -56,7 +56,7 @@ class Layer:
         if getattr(self, "_output", None) is None:
             raise ValueError(f"{type(self).__name__}.backward: call forward first")
         out = self._output
-        grad = np.asarray(grad_output)
+        grad = as_numeric_array("grad_output", grad_output)
         if grad.shape != out.shape:
             raise ValueError(f"grad_output: expected shape {out.shape}, got {grad.shape}")
         grad = np.ascontiguousarray(grad, dtype=out.dtype)
