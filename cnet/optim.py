@@ -22,12 +22,11 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "LBFGS",
 
 
 def _check_hyper(name, value, low=0.0, high=math.inf, high_open=False):
-    if isinstance(value, bool):
+    # Not float(value): that accepts "0.1", b"1" and 1-element arrays, which the kernels
+    # (and JSON) then refuse.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a number, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number, got {value!r}") from None
+    value = float(value)
     if not math.isfinite(value) or not (low <= value < high if high_open
                                         else low <= value <= high):
         bracket = ")" if high_open else "]"
@@ -108,7 +107,11 @@ class Optimizer:
         if isinstance(params, Parameter):
             raise TypeError("params: expected an iterable of Parameters or of dicts "
                             "(e.g. model.parameters()), got a single Parameter")
-        params = list(params)
+        try:
+            params = list(params)
+        except TypeError:
+            raise TypeError(f"params: expected an iterable of Parameters or of dicts "
+                            f"(e.g. model.parameters()), got {params!r}") from None
         if not params:
             raise ValueError("params: expected at least one parameter")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
@@ -549,9 +552,9 @@ class LBFGS(Optimizer):
         _check_hyper("tolerance_grad", group["tolerance_grad"])
         _check_hyper("tolerance_change", group["tolerance_change"])
         _check_int("history_size", group["history_size"])
-        if group["line_search_fn"] not in (None, "strong_wolfe"):
-            raise ValueError(f"line_search_fn: expected None or 'strong_wolfe', "
-                             f"got {group['line_search_fn']!r}")
+        search = group["line_search_fn"]
+        if search is not None and not (isinstance(search, str) and search == "strong_wolfe"):
+            raise ValueError(f"line_search_fn: expected None or 'strong_wolfe', got {search!r}")
 
     def kernel_groups(self):
         """None: LBFGS has no per-step kernel. A step runner built with it only computes
@@ -590,9 +593,12 @@ class LBFGS(Optimizer):
                             "and the gradients and returns the loss")
         self.step_count += 1
         group = self.param_groups[0]
-        lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
-        tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
-        history_size, line_search_fn = group["history_size"], group["line_search_fn"]
+        # As Python numbers: a numpy float64 lr would turn the float32 step arithmetic
+        # (as torch's) into float64, and change the iterates.
+        lr, max_iter, max_eval = float(group["lr"]), int(group["max_iter"]), int(group["max_eval"])
+        tolerance_grad = float(group["tolerance_grad"])
+        tolerance_change = float(group["tolerance_change"])
+        history_size, line_search_fn = int(group["history_size"]), group["line_search_fn"]
         state = self._lbfgs
 
         orig_loss = closure()
