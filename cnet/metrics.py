@@ -129,7 +129,14 @@ def _class_indices(name, y):
         row = int(np.argmax(arr < 0))
         raise ValueError(f"{name}: expected non-negative class indices, got {arr[row]} "
                          f"at row {row}")
+    if int(arr.max()) >= MAX_CLASSES:   # before int64 arithmetic (uint64 labels wrap)
+        row = int(np.argmax(arr >= MAX_CLASSES))
+        raise ValueError(f"{name}: expected class indices below {MAX_CLASSES} (a confusion "
+                         f"matrix of more classes is too large), got {arr[row]} at row {row}")
     return arr.astype(np.int64)
+
+
+MAX_CLASSES = 46_340    # a confusion matrix holds at most MAX_CLASSES**2 < 2**31 counts
 
 
 def confusion_matrix(y_true, y_pred, num_classes=None):
@@ -147,6 +154,9 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
     elif num_classes < 1 or largest >= num_classes:
         raise ValueError(f"num_classes: expected a positive int above every label "
                          f"(largest {largest}), got {num_classes}")
+    elif num_classes > MAX_CLASSES:
+        raise ValueError(f"num_classes: expected at most {MAX_CLASSES} (a confusion matrix of "
+                         f"more classes is too large), got {num_classes}")
     flat = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes)
 
@@ -160,6 +170,7 @@ def minkowski_distance(a, b, p):
         raise TypeError(f"p: expected a real number >= 1, got {p!r}")
     if not p >= 1:
         raise ValueError(f"p: expected a real number >= 1 (or inf), got {p}")
+    p = float(p)    # a numpy float32 p would compute 1 / p in float32
     a, b = _pair("a", a, "b", b, _as_real)
     diff = np.abs(a - b)
     if p == 1:
@@ -172,7 +183,9 @@ def minkowski_distance(a, b, p):
         # Scaled by the largest difference so |a - b|^p neither overflows nor underflows.
         top = diff.max(axis=-1, keepdims=True)
         safe = np.where(top == 0, 1.0, top)
-        total = safe[..., 0] * ((diff / safe) ** p).sum(axis=-1) ** (1.0 / p)
+        with np.errstate(invalid="ignore"):    # inf / inf: an infinite difference
+            total = safe[..., 0] * ((diff / safe) ** p).sum(axis=-1) ** (1.0 / p)
+        total = np.where(np.isinf(top[..., 0]), np.inf, total)
     return _scalar_or_array(total)
 
 
