@@ -40,11 +40,14 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+import zipfile
 import zlib
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from cnet._validation import as_generator
 
 __all__ = ["load_digits", "load_mnist", "load_fashion_mnist", "load_csv", "load_npz",
            "train_test_split", "iterate_minibatches"]
@@ -274,23 +277,8 @@ def _csv_problem(path, delimiter, has_header):
     return None
 
 
-def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float32"):
-    """Read a numeric CSV file (gzip-compressed when its name ends in ``.gz``) as ``(X, y)``.
-
-    ``label_column`` picks the label column by name (the file needs a header row) or by index
-    (negative counts from the end); ``None`` reads every column into ``X`` and returns
-    ``y=None``. ``header`` is True, False or ``"infer"``: the first row is a header when one of
-    its cells is not a number. ``X`` has ``dtype`` (float32 unless told); ``y`` is int64 when
-    every label is an integer value, else ``dtype``. Blank lines are skipped. A ragged row or a
-    cell that is not a number raises ValueError naming its line and column.
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise TypeError(f"dtype: expected a floating-point dtype, got {dtype}")
-    if header not in ("infer", True, False):
-        raise ValueError(f"header: expected True, False or 'infer', got {header!r}")
-    if not isinstance(delimiter, str) or len(delimiter) != 1:
-        raise ValueError(f"delimiter: expected a single character, got {delimiter!r}")
+def _read_table(path, delimiter, header):
+    """(float64 table, header names or None) of a CSV file; problems named by line."""
     with _open_text(path) as f:
         header_line, first = 0, ""
         for header_line, first in enumerate(f, 1):
@@ -315,6 +303,34 @@ def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float3
         raise ValueError(f"{path}: no data rows")
     if names is not None and len(names) != table.shape[1]:  # rows agree, but not with the header
         raise ValueError(f"{path}: {_csv_problem(path, delimiter, has_header)}")
+    return table, names
+
+
+def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float32"):
+    """Read a numeric CSV file (gzip-compressed when its name ends in ``.gz``) as ``(X, y)``.
+
+    ``label_column`` picks the label column by name (the file needs a header row) or by index
+    (negative counts from the end); ``None`` reads every column into ``X`` and returns
+    ``y=None``. ``header`` is True, False or ``"infer"``: the first row is a header when one of
+    its cells is not a number. ``X`` has ``dtype`` (float32 unless told); ``y`` is int64 when
+    every label is an integer value, else ``dtype``. Blank lines are skipped. A ragged row or a
+    cell that is not a number raises ValueError naming its line and column.
+    """
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype: expected a floating-point dtype, got {dtype!r} ({exc})") from None
+    if dtype.kind != "f":
+        raise TypeError(f"dtype: expected a floating-point dtype, got {dtype}")
+    if header not in ("infer", True, False):
+        raise ValueError(f"header: expected True, False or 'infer', got {header!r}")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter: expected a single character, got {delimiter!r}")
+    try:
+        table, names = _read_table(path, delimiter, header)
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as exc:
+        raise ValueError(f"{path}: not a readable CSV text file ({type(exc).__name__}: "
+                         f"{exc})") from None
     if label_column is None:
         return table.astype(dtype), None
     n_columns = table.shape[1]
@@ -347,7 +363,14 @@ def load_npz(path, x_key="X", y_key="y"):
     The arrays keep the dtype they were saved with. ``y_key=None`` returns ``y=None``. A key
     that is not in the archive raises ValueError listing the keys that are.
     """
-    archive = np.load(path, allow_pickle=False)
+    for argument, key in (("x_key", x_key), ("y_key", y_key)):
+        if not isinstance(key, str) and not (key is None and argument == "y_key"):
+            raise TypeError(f"{argument}: expected the name of an array (a str), got {key!r}")
+    unreadable = (ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except unreadable as exc:
+        raise ValueError(f"{path}: not a readable .npz archive ({exc})") from None
     if isinstance(archive, np.ndarray):
         raise ValueError(f"{path}: expected an .npz archive (np.savez), got a single .npy array")
     with archive:
@@ -355,21 +378,37 @@ def load_npz(path, x_key="X", y_key="y"):
             if key is not None and key not in archive.files:
                 present = ", ".join(map(repr, archive.files)) or "no arrays"
                 raise ValueError(f"{argument}: {path} has no array {key!r}; it holds {present}")
-        X = archive[x_key]
-        y = None if y_key is None else archive[y_key]
+        try:
+            X = archive[x_key]
+            y = None if y_key is None else archive[y_key]
+        except unreadable as exc:   # a damaged member, or object arrays (pickles)
+            raise ValueError(f"{path}: cannot read its arrays ({exc})") from None
+    for key, value in ((x_key, X), (y_key, y)):
+        if key is not None and not isinstance(value, np.ndarray):   # NpzFile gives raw bytes
+            raise ValueError(f"{path}: {key!r} is not a NumPy array (.npy) in the archive")
     if y is not None:
-        X, y = _check_lengths(X, y)
+        try:
+            X, y = _check_lengths(X, y)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
     return X, y
 
 
 def _check_lengths(X, y):
-    X, y = np.asarray(X), np.asarray(y)
+    X, y = _as_array("X", X), _as_array("y", y)
     if X.ndim == 0 or y.ndim == 0:
         raise ValueError("X and y: expected arrays with one row per sample, got a scalar")
     if len(X) != len(y):
         raise ValueError(f"X and y: expected the same number of rows, got X with {len(X)} "
                          f"and y with {len(y)}")
     return X, y
+
+
+def _as_array(name, values):
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError) as exc:   # e.g. ragged nested lists
+        raise TypeError(f"{name}: expected an array ({exc})") from None
 
 
 def _n_test(test_size, n):
@@ -389,7 +428,10 @@ def _n_test(test_size, n):
 
 def _stratified_test_indices(labels, n_test, rng):
     """Test indices drawn per class: each class gets floor or ceil of its proportional share."""
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    try:
+        classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    except TypeError as exc:   # values that do not compare, e.g. None and ints
+        raise TypeError(f"stratify: expected labels that can be sorted ({exc})") from None
     if counts.min() < 2:
         raise ValueError(f"stratify: the least populated class ({classes[counts.argmin()]!r}) "
                          "has only 1 member, which is too few; every class needs at least 2")
@@ -416,7 +458,7 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=None, shuffle=Tru
         if stratify is not None:
             raise ValueError("stratify: stratified splitting requires shuffle=True")
         return X[: n - n_test], X[n - n_test:], y[: n - n_test], y[n - n_test:]
-    rng = np.random.default_rng(seed)
+    rng = as_generator("seed", seed)
     if stratify is None:
         perm = rng.permutation(n)
         test, train = perm[:n_test], perm[n_test:]
@@ -447,7 +489,7 @@ def iterate_minibatches(X, y, batch_size, shuffle=True, seed=None):
         raise TypeError(f"batch_size: expected a positive int or None, got {batch_size!r}")
     elif batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int or None, got {batch_size}")
-    order = np.random.default_rng(seed).permutation(n) if shuffle else None
+    order = as_generator("seed", seed).permutation(n) if shuffle else None
 
     def batches():
         for start in range(0, n, batch_size):
