@@ -14,7 +14,7 @@ import numpy as np
 
 from cnet import _activations
 from cnet._engine import StepRunner
-from cnet._validation import as_matrix, check_positive_int
+from cnet._validation import as_generator, as_matrix, check_positive_int
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 from cnet.model import Sequential
 from cnet.optim import LBFGS, Optimizer
@@ -109,7 +109,7 @@ class Trainer:
     def __init__(self, model, loss, optimizer, max_grad_norm=None):
         if not isinstance(model, Sequential):
             raise TypeError(f"model: expected a cnet Sequential, got {type(model).__name__}")
-        if not hasattr(loss, "_kernel_spec"):
+        if isinstance(loss, type) or not hasattr(loss, "_kernel_spec"):
             raise TypeError(f"loss: expected a cnet loss (e.g. CrossEntropyLoss()), "
                             f"got {type(loss).__name__}")
         if not isinstance(optimizer, Optimizer):
@@ -120,6 +120,9 @@ class Trainer:
             raise ValueError("model: expected a Dense or BatchNorm1d layer that fixes the "
                              "input width")
         if max_grad_norm is not None:
+            if isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real):
+                raise TypeError(f"max_grad_norm: expected a positive number, "
+                                f"got {max_grad_norm!r}")
             max_grad_norm = float(max_grad_norm)
             if not max_grad_norm > 0 or not math.isfinite(max_grad_norm):
                 raise ValueError(f"max_grad_norm: expected a positive number, got {max_grad_norm}")
@@ -168,8 +171,10 @@ class Trainer:
         epoch's loss is NaN), "continue" trains on regardless, as Keras does.
         NaN or inf in X raises ValueError with the model left as it was before fit."""
         epochs = check_positive_int("epochs", epochs)
-        if on_nan not in ("raise", "stop", "continue"):
+        if not isinstance(on_nan, str) or on_nan not in ("raise", "stop", "continue"):
             raise ValueError(f"on_nan: expected 'raise', 'stop' or 'continue', got {on_nan!r}")
+        callbacks = self._check_callbacks(callbacks)
+        rng = as_generator("seed", seed)
         self._check_trainable()
         X = self._check_X(X, check_finite=False)   # finiteness: checked batch by batch
         y = self._check_y(y, len(X))
@@ -189,14 +194,12 @@ class Trainer:
             raise ValueError(f"batch_size: {batch_size} leaves a batch of 1 row out of {n}, "
                              f"which BatchNorm1d cannot normalise in training; choose another")
         runner = self._runner(batch_size, training=True, y=y)
-        rng = np.random.default_rng(seed)
         rows = np.full(n_batches, batch_size, np.float64)
         rows[-1] = n - batch_size * (n_batches - 1)
         losses = np.empty(n_batches)
         correct = np.zeros(n_batches, np.int64)
         counted = self._counted_rows(y)
         history = History()
-        callbacks = list(callbacks)
         snapshot = _Snapshot(self.model, self.optimizer)
         progress = EpochProgress(verbose, epochs, n_batches, n)
         self.stop_training = False
@@ -234,6 +237,19 @@ class Trainer:
         for callback in callbacks:
             callback.on_train_end(self)
         return history
+
+    @staticmethod
+    def _check_callbacks(callbacks):
+        try:
+            callbacks = list(callbacks)
+        except TypeError:
+            raise TypeError(f"callbacks: expected a list of callbacks, got {callbacks!r}") from None
+        for i, callback in enumerate(callbacks):
+            if not all(callable(getattr(callback, hook, None))
+                       for hook in ("on_train_begin", "on_epoch_end", "on_train_end")):
+                raise TypeError(f"callbacks[{i}]: expected a cnet.callbacks.Callback, "
+                                f"got {type(callback).__name__}")
+        return callbacks
 
     def _lbfgs_step(self, runner, X, y, losses, correct):
         """One LBFGS step(closure) whose closure is the compiled full-batch forward/backward.
@@ -341,13 +357,15 @@ class Trainer:
         """{"loss": ..., "accuracy": ...} over all of (X, y): for classifiers the fraction of
         rows whose top class is the label (the most probable class of probability targets),
         for multi-label losses the fraction of the n * k labels predicted right."""
+        if self.loss.reduction == "none":
+            raise ValueError("loss: Trainer.evaluate needs a reduced loss (reduction 'mean' "
+                             "or 'sum'), got reduction='none'")
         outputs = self._outputs(X)
+        y = self._check_y(y, len(outputs))
         logs = {"loss": float(self.loss(outputs, y))}
         if self.is_multilabel:
-            y = self._check_y(y, len(outputs))
             logs["accuracy"] = float(np.mean(self._multilabel(outputs) == (y > 0.5)))
         elif self.is_classifier:
-            y = self._check_y(y, len(outputs))
             keep = y != self.loss.ignore_index if y.ndim == 1 else slice(None)
             labels = y[keep] if y.ndim == 1 else np.argmax(y, axis=1)
             hits = np.argmax(outputs, axis=1)[keep] == labels
