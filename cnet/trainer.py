@@ -158,7 +158,8 @@ class Trainer:
     # --- training ------------------------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
-            validation_split=0.0, seed=None, verbose=1, callbacks=(), on_nan="raise"):
+            validation_split=0.0, seed=None, verbose=1, callbacks=(), on_nan="raise",
+            initial_epoch=0):
         """Train for `epochs` passes over (X, y). batch_size=None is full-batch gradient
         descent, batch_size=1 stochastic gradient descent. callbacks (cnet.callbacks) run
         after every epoch and may stop training. With LBFGS (full-batch only: batch_size=None)
@@ -169,8 +170,20 @@ class Trainer:
         current ones are not finite); on_nan="raise" then raises FloatingPointError naming
         the epoch and batch, "stop" warns and returns the History so far (the diverged
         epoch's loss is NaN), "continue" trains on regardless, as Keras does.
-        NaN or inf in X raises ValueError with the model left as it was before fit."""
+        NaN or inf in X raises ValueError with the model left as it was before fit.
+
+        seed: the shuffles' generator: None, an int, or a numpy.random.Generator, which is
+        used as it is, so its state carries on from call to call. To resume a run from a
+        checkpoint, save the model and optimizer with `generator.bit_generator.state` and
+        the epoch in cnet.save's `extra`, then restore them and call fit with a Generator
+        in that state and initial_epoch=<epochs done>: training then runs epochs
+        initial_epoch .. epochs-1 (as Keras; History and callbacks see those numbers) and
+        ends with the weights of an uninterrupted run."""
         epochs = check_positive_int("epochs", epochs)
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral):
+            raise TypeError(f"initial_epoch: expected an int >= 0, got {initial_epoch!r}")
+        if initial_epoch < 0:
+            raise ValueError(f"initial_epoch: expected an int >= 0, got {initial_epoch}")
         if not isinstance(on_nan, str) or on_nan not in ("raise", "stop", "continue"):
             raise ValueError(f"on_nan: expected 'raise', 'stop' or 'continue', got {on_nan!r}")
         callbacks = self._check_callbacks(callbacks)
@@ -206,7 +219,7 @@ class Trainer:
         self.model.train()
         for callback in callbacks:
             callback.on_train_begin(self)
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             start = time.perf_counter()
             order = rng.permutation(n) if shuffle else None
             snapshot.save()
