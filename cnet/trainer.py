@@ -5,8 +5,10 @@ the compiled step runner (cnet._engine.StepRunner): forward, loss, backward and 
 with no Python per layer and no new arrays per step. Finiteness of X is checked as each
 batch is gathered, not by a scan of the whole data set per call.
 """
+import functools
 import math
 import numbers
+import threading
 import time
 import warnings
 
@@ -96,6 +98,17 @@ class _Snapshot:
         self.optimizer.step_count = self.step_count
 
 
+def _one_call_at_a_time(method):
+    """Serialise a Trainer's calls: fit, evaluate and predict share its step runners'
+    workspaces, so two threads using one Trainer at once would overwrite each other's
+    batches. (Different models train in parallel: the kernels release the GIL.)"""
+    @functools.wraps(method)
+    def serialised(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return serialised
+
+
 class Trainer:
     """Trains `model` to minimise `loss` with `optimizer`.
 
@@ -129,6 +142,7 @@ class Trainer:
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.max_grad_norm = max_grad_norm
         self._runners = {}
+        self._lock = threading.RLock()
 
     @property
     def is_classifier(self):
@@ -157,6 +171,7 @@ class Trainer:
 
     # --- training ------------------------------------------------------------------------
 
+    @_one_call_at_a_time
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
             validation_split=0.0, seed=None, verbose=1, callbacks=(), on_nan="raise",
             initial_epoch=0):
@@ -366,6 +381,7 @@ class Trainer:
                              f"{X[bad][~np.isfinite(X[bad])][0]} at row {bad}")
         return out
 
+    @_one_call_at_a_time
     def evaluate(self, X, y):
         """{"loss": ..., "accuracy": ...} over all of (X, y): for classifiers the fraction of
         rows whose top class is the label (the most probable class of probability targets),
@@ -389,6 +405,7 @@ class Trainer:
         """0/1 labels (int64): logits above 0, or probabilities above 0.5 for BCELoss."""
         return (outputs > (0.5 if isinstance(self.loss, BCELoss) else 0.0)).astype(np.int64)
 
+    @_one_call_at_a_time
     def predict(self, X):
         """Class labels (int64) for a classifier, 0/1 labels (int64, (n, k)) for a
         multi-label loss, the model's outputs otherwise."""
@@ -397,6 +414,7 @@ class Trainer:
             return self._multilabel(outputs)
         return np.argmax(outputs, axis=1) if self.is_classifier else outputs
 
+    @_one_call_at_a_time
     def predict_proba(self, X):
         """Class probabilities (softmax of the outputs) for a classifier; for a multi-label
         loss each label's probability (sigmoid of the logits; BCELoss's outputs as they are)."""

@@ -1,0 +1,190 @@
+"""Concurrency and determinism (issue 6).
+
+- Models trained at the same time in different threads give exactly (bit for bit) what they
+  give trained one after the other: the kernels release the GIL and share no global state.
+  Trainer.fit and the manual PyTorch-style loop, float32 and float64 (also mixed).
+- A Trainer used from two threads at once serialises its calls (its step runners share
+  workspaces) and still gives the right results.
+- The same seed gives bit-identical weights across runs, in one process and in another,
+  with one BLAS thread (threadpoolctl).
+"""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from cnet import optim
+from cnet.data import iterate_minibatches, load_digits
+from cnet.layers import BatchNorm1d, Dense, Dropout, ReLU
+from cnet.losses import CrossEntropyLoss
+from cnet.model import Sequential
+from cnet.trainer import Trainer
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    with threadpool_limits(1):
+        yield
+
+
+def digits(dtype):
+    X, y = load_digits()
+    return (X / 16).astype(dtype), y
+
+
+def build(dtype, seed):
+    return Sequential(Dense(64, 48), BatchNorm1d(48), ReLU(), Dropout(0.1), Dense(48, 10),
+                      dtype=dtype, seed=seed)
+
+
+def fit_weights(dtype, seed, start=None, epochs=3):
+    X, y = digits(dtype)
+    model = build(dtype, seed)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3))
+    if start is not None:
+        start.wait()
+    trainer.fit(X, y, epochs=epochs, batch_size=16, seed=seed, verbose=0)
+    return np.concatenate([model.flat_data, model.flat_buffers]).tobytes()
+
+
+def manual_weights(dtype, seed, start=None, epochs=2):
+    X, y = digits(dtype)
+    model = build(dtype, seed)
+    loss_fn = CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    if start is not None:
+        start.wait()
+    for epoch in range(epochs):
+        for xb, yb in iterate_minibatches(X, y, 32, seed=seed + epoch):
+            opt.zero_grad()
+            loss_fn(model(xb), yb)
+            model.backward(loss_fn.backward())
+            opt.step()
+    return np.concatenate([model.flat_data, model.flat_buffers]).tobytes()
+
+
+def in_threads(jobs):
+    """Run jobs [(function, args)] at the same moment, one thread each; their results."""
+    start = threading.Barrier(len(jobs))
+    results = [None] * len(jobs)
+    errors = []
+
+    def run(i, fn, args):
+        try:
+            with threadpool_limits(1):
+                results[i] = fn(*args, start=start)
+        except BaseException as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=run, args=(i, fn, args)) for i, (fn, args) in
+               enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("train", [fit_weights, manual_weights], ids=["fit", "manual"])
+@pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float64", "float64"),
+                                    ("float32", "float64")])
+def test_models_trained_in_parallel_threads_match_one_after_the_other(train, dtypes):
+    jobs = [(train, (dtype, seed)) for seed, dtype in enumerate(dtypes, start=1)]
+    sequential = [fn(*args) for fn, args in jobs]
+    assert sequential[0] != sequential[1]
+    for _ in range(3):
+        assert in_threads(jobs) == sequential
+
+
+def test_four_threads_at_once():
+    jobs = [(fit_weights, ("float32", 1)), (fit_weights, ("float64", 2)),
+            (manual_weights, ("float32", 3)), (manual_weights, ("float64", 4))]
+    sequential = [fn(*args) for fn, args in jobs]
+    assert in_threads(jobs) == sequential
+
+
+def test_training_releases_the_gil():
+    """While a thread trains, the main thread keeps running: the step runner holds no GIL
+    (were it held, the main thread would stall for a whole epoch)."""
+    rng = np.random.default_rng(0)
+    model = Sequential(Dense(128, 512), ReLU(), Dense(512, 10), seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters()))
+    rows = 10_000
+    while True:   # an epoch (one call into the step runner) long enough to tell: >= 0.2 s
+        X = rng.standard_normal((rows, 128)).astype(np.float32)
+        y = rng.integers(0, 10, rows)
+        trainer.fit(X[:64], y[:64], epochs=1, batch_size=64, verbose=0)     # warm up
+        began = time.perf_counter()
+        trainer.fit(X, y, epochs=1, batch_size=64, verbose=0)
+        epoch = time.perf_counter() - began
+        if epoch >= 0.2 or rows >= 640_000:
+            break
+        rows *= 2
+    worker = threading.Thread(target=trainer.fit, args=(X, y),
+                              kwargs=dict(epochs=2, batch_size=64, verbose=0))
+    gaps, last = [], time.perf_counter()
+    worker.start()
+    while worker.is_alive():
+        time.sleep(0.001)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+    worker.join()
+    assert len(gaps) > 10
+    assert max(gaps) < epoch / 2, (max(gaps), epoch)
+
+
+def test_one_trainer_shared_by_threads_serialises_its_calls():
+    """predict and evaluate from several threads on one Trainer: each gets its own answer."""
+    rng = np.random.default_rng(0)
+    model = Sequential(Dense(64, 128), ReLU(), Dense(128, 10), seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    inputs = [rng.standard_normal((1500, 64)).astype(np.float32) for _ in range(3)]
+    labels = rng.integers(0, 10, 1500)
+    expected = [trainer.predict_proba(X) for X in inputs]
+    expected_loss = trainer.evaluate(inputs[0], labels)
+    wrong = []
+
+    def work(i, start):
+        start.wait()
+        for _ in range(20):
+            if not np.array_equal(trainer.predict_proba(inputs[i]), expected[i]):
+                wrong.append(i)
+            if i == 0 and trainer.evaluate(inputs[0], labels) != expected_loss:
+                wrong.append("evaluate")
+
+    in_threads([(work, (i,)) for i in range(3)])
+    assert wrong == []
+
+
+def test_same_seed_same_weights_across_runs():
+    runs = {fit_weights("float64", 5) for _ in range(3)}
+    runs |= {fit_weights("float64", 5)}
+    assert len(runs) == 1
+    assert len({manual_weights("float32", 5) for _ in range(2)}) == 1
+    assert fit_weights("float64", 6) not in runs
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from threadpoolctl import threadpool_limits
+    from test_concurrency import fit_weights
+    with threadpool_limits(1):
+        sys.stdout.write(fit_weights("float64", 5).hex())
+""").format(tests=os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_same_seed_same_weights_in_another_process():
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
+                         check=True, timeout=300).stdout
+    assert bytes.fromhex(out) == fit_weights("float64", 5)
