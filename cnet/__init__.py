@@ -8,13 +8,12 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "(or `pip install -e .` in a source checkout); a C compiler is needed."
     ) from exc
 
-from cnet import data, metrics, optim
-from cnet import schedulers
+from cnet import callbacks, data, metrics, optim, schedulers
+from cnet.io import load, save
 from cnet.layers import (BatchNorm1d, Dense, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid,
                          Softmax, Step, Tanh)
 from cnet.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss,
                          MSELoss, TripletMarginLoss)
-from cnet.io import load, save
 from cnet.model import Parameter, Sequential
 from cnet.trainer import History, Trainer
 
@@ -28,6 +27,5 @@ __all__ = [
     "KLDivLoss", "TripletMarginLoss",
     "Trainer", "History",
     "save", "load",
-    "data", "metrics", "optim",
-    "schedulers",
+    "callbacks", "data", "metrics", "optim", "schedulers",
 ]
