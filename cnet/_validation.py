@@ -25,6 +25,14 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def c_array(x, dtype=None):
+    """x as a C-contiguous, aligned ndarray (copied only when needed): what a kernel may
+    read. np.ascontiguousarray alone passes unaligned buffers through (e.g. np.frombuffer
+    at an odd offset), and a misaligned load is undefined behaviour in C."""
+    arr = np.ascontiguousarray(x, dtype=dtype)
+    return arr if arr.flags.aligned else arr.copy()
+
+
 def as_generator(name, seed):
     """seed (None, a non-negative int, a SeedSequence or a numpy.random.Generator, which is
     used as it is, so its state carries on) as a Generator; anything else names `name`."""
@@ -67,7 +75,7 @@ def as_matrix(name, x, dtype, n_features=None, check_finite=True):
         raise ValueError(f"{name}: expected at least one row, got shape {arr.shape}")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name}: expected {n_features} features, got {arr.shape[1]}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = c_array(arr, dtype)
     if check_finite:
         found = first_non_finite(arr)
         if found is not None:

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from cnet import _activations, _batchnorm, _dense, _dropout
-from cnet._validation import FLOAT_DTYPES, as_numeric_array, check_positive_int
+from cnet._validation import FLOAT_DTYPES, as_numeric_array, c_array, check_positive_int
 from cnet.init import INITIALIZERS, initialize
 
 __all__ = ["Layer", "Dense", "Linear", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
@@ -59,7 +59,7 @@ class Layer:
         grad = as_numeric_array("grad_output", grad_output)
         if grad.shape != out.shape:
             raise ValueError(f"grad_output: expected shape {out.shape}, got {grad.shape}")
-        grad = np.ascontiguousarray(grad, dtype=out.dtype)
+        grad = c_array(grad, out.dtype)
         return self._backward(grad)
 
     def _check_input(self, x):
@@ -69,7 +69,7 @@ class Layer:
                             f"{getattr(x, 'shape', '')}")
         if x.shape[0] == 0:
             raise ValueError("x: expected at least one row")
-        return np.ascontiguousarray(x)
+        return c_array(x)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from cnet import _losses
-from cnet._validation import FLOAT_DTYPES, as_matrix, as_numeric_array, resolve_dtype
+from cnet._validation import FLOAT_DTYPES, as_matrix, as_numeric_array, c_array, resolve_dtype
 
 __all__ = ["CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "BCELoss",
            "BCEWithLogitsLoss", "KLDivLoss", "TripletMarginLoss"]
@@ -40,7 +40,7 @@ def _as_output(output, name="output"):
         raise TypeError(f"{name}: expected float32 or float64 values, got dtype {arr.dtype}")
     if arr.ndim == 0 or arr.size == 0:
         raise ValueError(f"{name}: expected a non-empty batch, got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    return c_array(arr)
 
 
 def _check_real(name, value, low=-math.inf, low_open=False, allow_inf=False):
@@ -207,7 +207,7 @@ class CrossEntropyLoss(_Loss):
         losses = self._new_losses(batch, logits.dtype)
         arr = _as_array("target", target, "class indices or class probabilities")
         if arr.shape == logits.shape:
-            probs = np.ascontiguousarray(self._check_probabilities(arr), logits.dtype)
+            probs = c_array(self._check_probabilities(arr), logits.dtype)
             loss = _losses.soft_cross_entropy(dlogits, losses, logits, probs, weight,
                                               self.label_smoothing, self._code)
         else:
@@ -251,7 +251,7 @@ class CrossEntropyLoss(_Loss):
             row = int(np.argmax(bad))
             raise ValueError(f"{name}: expected class indices in [0, {n_outputs}) or "
                              f"ignore_index={self.ignore_index}, got {arr[row]} at row {row}")
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return c_array(arr, np.int64)
 
     def _kernel_spec(self):
         """What the step runner needs to run this loss itself (weight still float64)."""
@@ -296,7 +296,7 @@ class _ElementwiseLoss(_Loss):
             raise ValueError(f"target: expected shape {arr.shape} (output's shape), "
                              f"got {expected.shape}")
         self._check_output(arr)
-        expected = np.ascontiguousarray(expected, dtype=arr.dtype)
+        expected = c_array(expected, arr.dtype)
         dinput = np.empty_like(arr)
         losses = self._new_losses(arr.shape, arr.dtype)
         grid = self._grid(arr.shape)
