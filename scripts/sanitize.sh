@@ -51,6 +51,10 @@ git -C "$root" ls-files -z --cached --others --exclude-standard \
 cp -p "$root"/src/cnet/*.c "$work/src/cnet/" 2>/dev/null || true
 rm -rf "$work"/cnet/*.so "$work/build"     # compiled fresh below, with the sanitizers
 
+# Building in place needs the build requirements, which pip's isolated build did not leave.
+"$python" -c "import Cython, setuptools" 2>/dev/null \
+    || "$python" -m pip install -q "Cython>=3.0" "setuptools>=64" wheel
+
 echo "sanitize.sh: building the extensions with -fsanitize=address,undefined"
 sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 (cd "$work" && CFLAGS="$sanitize" LDFLAGS="-fsanitize=address,undefined" \
