@@ -48,3 +48,11 @@ def test_optimizer_comparison_draws_its_plot(tmp_path):
     curves = example("optimizers_digits").main(epochs=3, verbose=False, plot=str(plot))
     assert all(len(logs["loss"]) == 3 for logs in curves.values())
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 1000
+
+
+def test_two_moons_need_a_hidden_layer_and_the_boundary_is_drawn(tmp_path):
+    pytest.importorskip("matplotlib")   # in the [test] extra; optional for users
+    plot = tmp_path / "moons.png"
+    accuracy = example("decision_boundary").main(verbose=False, plot=str(plot))
+    assert accuracy["mlp"] > 0.97 and accuracy["linear"] < 0.92
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
