@@ -438,6 +438,10 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
     done = False
     ls_iter = 0
     while ls_iter < max_ls:
+        if not (math.isfinite(f_new) and math.isfinite(gtd_new)):
+            # Diverged: NaN fails every test here and max_ls may be huge (max_eval), so
+            # the search would never end. Keep the last finite point.
+            return f_prev, g_prev, t_prev, ls_func_evals
         if f_new > (f + c1 * t * gtd) or (ls_iter > 1 and f_new >= f_prev):
             bracket, bracket_f = [t_prev, t], [f_prev, f_new]
             bracket_g, bracket_gtd = [g_prev, g_new.copy()], [gtd_prev, gtd_new]
@@ -490,6 +494,8 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
         ls_func_evals += 1
         gtd_new = g_new.dot(d)
         ls_iter += 1
+        if not (math.isfinite(f_new) and math.isfinite(gtd_new)):
+            break       # diverged: the low end of the bracket is the best finite point
         if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
             # Armijo condition not met, or not lower than the lowest point
             bracket[high_pos], bracket_f[high_pos] = t, f_new
@@ -672,7 +678,8 @@ class LBFGS(Optimizer):
                 loss, flat_grad, t, ls_func_evals = _strong_wolfe(
                     obj_func, x_init, t, d, loss, flat_grad, gtd,
                     max_ls=max_eval - current_evals)
-                self._add_grad(t, d)
+                if t != 0:      # t = 0: no finite step was found (d may hold NaN)
+                    self._add_grad(t, d)
                 opt_cond = np.abs(flat_grad).max() <= tolerance_grad
             else:
                 self._add_grad(t, d)
@@ -692,6 +699,8 @@ class LBFGS(Optimizer):
                 break
             if abs(loss - prev_loss) < tolerance_change:
                 break
+            if not math.isfinite(loss):
+                break   # diverged: NaN fails every test above, so max_iter=2**70 never ended
 
         state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=H_diag,
                      prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)

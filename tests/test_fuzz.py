@@ -26,6 +26,7 @@ import math
 import os
 import subprocess
 import sys
+import textwrap
 import warnings
 import zipfile
 from pathlib import Path
@@ -623,6 +624,36 @@ def test_optimizer_hyperparameters_and_step(cls, dtype, data_):
     if all(np.isfinite(v).all() for v in state["state"].values()):
         assert loaded is not REJECTED         # a diverged state (inf, NaN) is refused, by name
         assert_same(fresh.state_dict()["state"], state["state"])
+
+
+LBFGS_DIVERGES = textwrap.dedent("""
+    import warnings
+    import numpy as np
+    from cnet import Dense, ReLU, Sequential, optim
+    warnings.simplefilter("ignore")
+    for search in (None, "strong_wolfe"):
+        for lr in (2.0 ** 70, 1e308, 1.0):
+            model = Sequential(Dense(3, 4), ReLU(), Dense(4, 2), seed=1)
+
+            def closure():
+                model.flat_grad[:] = 2 * model.flat_data
+                return float(np.dot(model.flat_data, model.flat_data))
+
+            opt = optim.LBFGS(model.parameters(), lr=lr, max_iter=2 ** 70, max_eval=2 ** 70,
+                              line_search_fn=search)
+            for _ in range(3):
+                opt.step(closure)
+    print("finished")
+""")
+
+
+def test_lbfgs_that_diverges_stops():
+    """Found by the fuzz campaign: with a huge lr the loss became NaN, NaN fails every
+    stopping test, and LBFGS (its line search too) looped until max_iter/max_eval (2**70).
+    In a child process, so that a regression fails instead of hanging the suite."""
+    proc = subprocess.run([sys.executable, "-c", LBFGS_DIVERGES], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "finished" in proc.stdout, proc.stderr[-2000:]
 
 
 @fuzz
