@@ -9,6 +9,9 @@ Environment:
   CNET_BENCH_WIDE_SAMPLES  rows for the wide configuration (default 8,192; 256 disabled)
   CNET_BENCH_ROUNDS        timed rounds of each one-epoch benchmark (default 5, after one
                            warm-up round)
+  CNET_BENCH_INTERLEAVED_ROUNDS  rounds of the round-robin cross-check (default 3)
+  CNET_BENCH_PAUSE         seconds of sleep before a benchmark that calls BLAS (default 0.5:
+                           lets the other libraries' BLAS/OpenMP threads go idle)
 """
 import os
 import statistics
@@ -75,6 +78,19 @@ def torch_model(model):
     return net
 
 
+PAUSE_S = float(os.environ.get("CNET_BENCH_PAUSE", "0.5"))
+
+
+def settle(benchmark):
+    """Sleep before a benchmark that calls BLAS: cnet (scipy's OpenBLAS), the reference
+    (NumPy's own OpenBLAS) and PyTorch (its OpenMP pool) each keep worker threads spinning
+    for ~0.1 s after their last call, and on 2 cores the next library's threads then wait for
+    time slices (an epoch right after another library's ran 10-100× slower here). A user's
+    process runs one of them, so the comparison lets the others go idle first."""
+    if not benchmark.disabled:
+        time.sleep(PAUSE_S)
+
+
 class Rounds:
     """Calls fn(round_index) and records each call's CPU seconds (user + sys of the process,
     all threads: time.process_time)."""
@@ -116,6 +132,7 @@ def settings(pytestconfig):
         mnist_samples=_env_int("CNET_BENCH_SAMPLES", 1024 if disabled else 60_000),
         wide_samples=_env_int("CNET_BENCH_WIDE_SAMPLES", 256 if disabled else 8192),
         rounds=1 if disabled else _env_int("CNET_BENCH_ROUNDS", 5),
+        interleaved_rounds=1 if disabled else _env_int("CNET_BENCH_INTERLEAVED_ROUNDS", 3),
     )
 
 
@@ -171,7 +188,8 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "argv": sys.argv,
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                            "MKL_NUM_THREADS", "CNET_BENCH_SAMPLES",
-                                           "CNET_BENCH_WIDE_SAMPLES", "CNET_BENCH_ROUNDS")
+                                           "CNET_BENCH_WIDE_SAMPLES", "CNET_BENCH_ROUNDS",
+                                           "CNET_BENCH_INTERLEAVED_ROUNDS", "CNET_BENCH_PAUSE")
                 if k in os.environ},
     }
     try:

@@ -83,33 +83,35 @@ class Results:
         inter = self.interleaved.get((kind, config))
         return (inter is not None and impl in inter["wall_s"]) or self.get(kind, config, impl)
 
-    def median(self, kind, config, impl):
-        """Seconds per round: from the round-robin run when there is one, else from the
-        benchmark of its own; the median (default) or the fastest round (--stat min)."""
-        inter = self.interleaved.get((kind, config))
-        if inter is not None:
-            times = inter["wall_s"].get(impl)
-            return self._pick(times) if times else None
+    def median(self, kind, config, impl, source="own"):
+        """Seconds per round: from the implementation's own benchmark (source="own"; the
+        round-robin run when there is none) or from the round-robin run ("interleaved"); the
+        median (default) or the fastest round (--stat min)."""
         bench = self.get(kind, config, impl)
-        return bench["stats"][self.stat] if bench else None
+        if source == "own" and bench:
+            return bench["stats"][self.stat]
+        inter = self.interleaved.get((kind, config))
+        times = inter["wall_s"].get(impl) if inter else None
+        return self._pick(times) if times else None
 
     def samples(self, kind, config):
-        inter = self.interleaved.get((kind, config))
-        if inter is not None:
-            return inter["samples"]
         bench = self.get(kind, config, "cnet")
-        return bench["extra_info"]["samples"] if bench else None
+        if bench:
+            return bench["extra_info"]["samples"]
+        inter = self.interleaved.get((kind, config))
+        return inter["samples"] if inter else None
 
-    def rate(self, kind, config, impl):
-        return div(self.samples(kind, config), self.median(kind, config, impl))
+    def rate(self, kind, config, impl, source="own"):
+        return div(self.samples(kind, config), self.median(kind, config, impl, source))
 
     def cpu(self, kind, config, impl):
         """Median CPU seconds (user + sys, all threads) per round."""
+        own = self.info(kind, config, impl, "cpu_s")
+        if own is not None:
+            return own
         inter = self.interleaved.get((kind, config))
-        if inter is not None:
-            values = inter["cpu_s"].get(impl)
-            return statistics.median(values) if values else None
-        return self.info(kind, config, impl, "cpu_s")
+        values = inter["cpu_s"].get(impl) if inter else None
+        return statistics.median(values) if values else None
 
     def info(self, kind, config, impl, key):
         bench = self.get(kind, config, impl)
@@ -215,15 +217,17 @@ def targets(results):
 
 def training(results):
     present = [i for i in TRAIN_IMPLS if any(results.has("train", c, i) for c in TRAIN_CONFIGS)]
-    source = ("the round-robin runs (`test_train_interleaved`: each round trains one epoch with "
-              "every implementation, in rotating order, so changes in the machine's load fall "
-              "on all of them)" if any(k[0] == "train" for k in results.interleaved)
-              else "each implementation's own benchmark")
+    robin = any(k[0] == "train" for k in results.interleaved)
     lines = ["## Training: one epoch, float32, Adam, shuffled mini-batches", "",
-             f"Samples/s from the {results.stat} round of {source}. cnet step / floor: cnet's "
-             "epoch time over the GEMM floor's (only the matrix products of every step, through "
-             "cnet's BLAS wrapper on preallocated arrays, called from Python). CPU: user+sys "
-             "seconds per epoch (all threads), cnet's over the floor's.", ""]
+             f"Samples/s from the {results.stat} round of each implementation's own benchmark "
+             "(one warm-up epoch, then back-to-back epochs). cnet step / floor: cnet's epoch time "
+             "over the GEMM floor's (only the matrix products of every step, through cnet's BLAS "
+             "wrapper on preallocated arrays, called from Python). CPU: user+sys seconds per "
+             "epoch (all threads), cnet's over the floor's."
+             + (" Round-robin: the same ratios from `test_train_interleaved`, where each round "
+                "trains one epoch of every implementation in rotating order (each after an "
+                "untimed one), so drift in the machine's load falls on all alike: where the two "
+                "disagree, the machine was not steady." if robin else ""), ""]
     cols = [IMPL_NAMES[i] for i in present]
     ratio_cols = ["cnet / NumPy"]
     if "pytorch" in present:
@@ -231,6 +235,8 @@ def training(results):
     if "pytorch_fused" in present:
         ratio_cols.append("cnet / PyTorch fused")
     ratio_cols += ["cnet step / floor", "CPU cnet / floor"]
+    if robin:
+        ratio_cols += ["round-robin: cnet / NumPy", "cnet step / floor"]
     lines.append("| config | samples × rounds | " + " | ".join(cols + ratio_cols) + " |")
     lines.append("|---|---:|" + "---:|" * (len(cols) + len(ratio_cols)))
     for config in TRAIN_CONFIGS:
@@ -247,16 +253,20 @@ def training(results):
                                    results.median("train", config, "gemm_floor"))))
         cells.append(fmt_ratio(div(results.cpu("train", config, "cnet"),
                                    results.cpu("train", config, "gemm_floor"))))
-        info = (results.interleaved.get(("train", config))
-                or results.get("train", config, "cnet")["extra_info"])
-        rounds = info.get("rounds") or results.get("train", config, "cnet")["stats"]["rounds"]
+        if robin:
+            rr = lambda impl: results.median("train", config, impl, "interleaved")  # noqa: E731
+            cells.append(fmt_ratio(div(rr("reference"), rr("cnet"))))
+            cells.append(fmt_ratio(div(rr("cnet"), rr("gemm_floor"))))
+        own = results.get("train", config, "cnet")
+        info = own["extra_info"] if own else results.interleaved[("train", config)]
+        rounds = own["stats"]["rounds"] if own else info["rounds"]
         name = f"{config} ({'-'.join(map(str, info['widths']))}, batch {info['batch']})"
         lines.append(f"| {name} | {info['samples']:,} × {rounds} | " + " | ".join(cells) + " |")
     lines.append("")
     notes = []
     for config in TRAIN_CONFIGS:
         floor = results.get("train", config, "gemm_floor")
-        info = results.interleaved.get(("train", config)) or (floor or {}).get("extra_info", {})
+        info = (floor or {}).get("extra_info") or results.interleaved.get(("train", config), {})
         if info.get("call_overhead_s") and results.median("train", config, "gemm_floor"):
             share = div(info["call_overhead_s"] * info["gemm_calls"],
                         results.median("train", config, "gemm_floor"))
@@ -264,6 +274,17 @@ def training(results):
     if notes:
         lines += ["Share of the GEMM floor that is Python calling `cnet._blas.matmul` "
                   "(measured on empty arrays): " + ", ".join(notes) + ".", ""]
+    noisy = []
+    for config in TRAIN_CONFIGS:
+        for impl in TRAIN_IMPLS:
+            bench = results.get("train", config, impl)
+            if bench and bench["stats"]["rounds"] > 1:
+                times = (bench["stats"]["min"], bench["stats"]["max"])
+                if times[1] > 1.5 * times[0]:
+                    noisy.append(f"{config} {IMPL_NAMES[impl]} {times[0]:.3g}–{times[1]:.3g} s")
+    if noisy:
+        lines += ["Noisy: rounds of one implementation more than 1.5× apart (other work on the "
+                  "machine; treat these ratios with care): " + "; ".join(noisy) + ".", ""]
     return lines
 
 

@@ -16,7 +16,8 @@ import pytest
 from cnet import _blas
 from cnet.reference import ReferenceMLP
 
-from bench_common import CONFIGS, LR, make_model, make_trainer, run_rounds, torch_model
+from bench_common import (CONFIGS, LR, make_model, make_trainer, run_rounds, settle,
+                          torch_model)
 
 IMPLS = ["cnet", "reference", "pytorch", "pytorch_fused", "gemm_floor"]
 
@@ -127,14 +128,20 @@ def call_overhead_s(calls=2000, repeats=20):
     return best
 
 
-def interleaved(fns, rounds):
-    """Run every fn once per round, the order rotating from round to round, so that load from
-    other work on the machine falls on all of them alike. Returns {name: [wall seconds]},
-    {name: [CPU seconds]} and {name: last result}."""
+def interleaved(fns, rounds, warm=True):
+    """Run every fn once per round, the order rotating from round to round, so that drift in
+    the machine's load falls on all of them alike. Each timed call follows an untimed one of
+    the same fn (warm=True): cnet (scipy's OpenBLAS), the reference (NumPy's own OpenBLAS) and
+    PyTorch (its OpenMP pool) keep worker threads spinning for a while after their calls,
+    which on 2 cores slowed the next library's first epoch 10-100× here, and a pool that
+    went to sleep wakes slowly; a training loop runs epoch after epoch of one library.
+    Returns {name: [wall seconds]}, {name: [CPU seconds]} and {name: last result}."""
     names = list(fns)
     wall, cpu, result = {n: [] for n in names}, {n: [] for n in names}, {}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            if warm:
+                fns[name](0)
             c0, t0 = time.process_time(), time.perf_counter()
             result[name] = fns[name](r + 1)
             wall[name].append(time.perf_counter() - t0)
@@ -165,6 +172,7 @@ def test_train_epoch(benchmark, settings, datasets, config, impl):
     if impl.startswith("pytorch"):
         import torch
         extra["torch_threads"] = torch.get_num_threads()
+    settle(benchmark)
     result = run_rounds(benchmark, epoch, settings.rounds, extra)
     assert math.isfinite(result)
     if impl == "cnet":
@@ -178,8 +186,8 @@ def test_train_epoch(benchmark, settings, datasets, config, impl):
     pytest.param(c, marks=pytest.mark.benchmark(group=f"train {c} interleaved"))
     for c in CONFIGS])
 def test_train_interleaved(benchmark, settings, datasets, config):
-    """Every implementation's epoch, round-robin: the ratios report.py checks against the
-    DESIGN.md targets come from here, where drift in the machine's load cancels."""
+    """Every implementation's epoch, round-robin: a cross-check of the ratios of the
+    benchmarks above, in which drift in the machine's load cancels."""
     spec = CONFIGS[config]
     X, y = datasets(spec["data"])
     epochs, models = {}, {}
@@ -191,14 +199,12 @@ def test_train_interleaved(benchmark, settings, datasets, config):
             epochs[impl] = EPOCHS[impl](models[impl], X, y, spec["batch"])
         except pytest.skip.Exception:
             continue
-    if not settings.disabled:
-        for epoch in epochs.values():   # warm up: runners, BLAS threads, caches
-            epoch(0)
+    rounds = settings.interleaved_rounds
     wall, cpu, result = benchmark.pedantic(
-        lambda: interleaved(epochs, settings.rounds), rounds=1, iterations=1)
+        lambda: interleaved(epochs, rounds, warm=not settings.disabled), rounds=1, iterations=1)
     benchmark.extra_info.update({
         "kind": "train_interleaved", "config": config, "samples": len(X),
-        "batch": spec["batch"], "widths": list(spec["widths"]), "rounds": settings.rounds,
+        "batch": spec["batch"], "widths": list(spec["widths"]), "rounds": rounds,
         "wall_s": wall, "cpu_s": cpu, "loadavg_after": os.getloadavg()[0]})
     if "gemm_floor" in epochs:
         benchmark.extra_info["gemm_calls"] = epochs["gemm_floor"].calls_per_epoch
@@ -224,12 +230,10 @@ def test_predict_interleaved(benchmark, settings, inference_data):
     fns = {"cnet": _predictor("cnet", model, X), "reference": _predictor("reference", model, X)}
     if _has_torch():
         fns["pytorch"] = _predictor("pytorch", model, X)
-    if not settings.disabled:
-        for fn in fns.values():
-            fn()
-    rounds = 1 if settings.disabled else 30
+    rounds = 1 if settings.disabled else 15
     wall, cpu, labels = benchmark.pedantic(
-        lambda: interleaved({k: (lambda r, f=f: f()) for k, f in fns.items()}, rounds),
+        lambda: interleaved({k: (lambda r, f=f: f()) for k, f in fns.items()}, rounds,
+                            warm=not settings.disabled),
         rounds=1, iterations=1)
     benchmark.extra_info.update({"kind": "predict_interleaved", "config": "mnist",
                                  "samples": len(X), "rounds": rounds, "wall_s": wall,
@@ -253,6 +257,8 @@ def test_predict(benchmark, inference_data, impl):
     fn = _predictor(impl, model, X)
     benchmark.extra_info.update({"kind": "predict", "config": "mnist", "impl": impl,
                                  "samples": len(X), "loadavg_after": os.getloadavg()[0]})
+    fn()
+    settle(benchmark)
     labels = benchmark(fn)
     expected = ReferenceMLP(model).predict(X)
     assert labels.shape == (len(X),)
