@@ -66,3 +66,13 @@ def check_model_gradients(model, objective, x, rtol=1e-5, atol=1e-8):
         assert_allclose(p.grad, numerical_gradient(objective, p.data), rtol=rtol, atol=atol,
                         err_msg=name)
     assert_allclose(grad_x, numerical_gradient(objective, x), rtol=rtol, atol=atol)
+
+
+def closure_for(model, optimizer, X, Y, loss_fn):
+    """The closure LBFGS.step takes: zero the gradients, forward, loss, backward."""
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn(model(X), Y)
+        model.backward(loss_fn.backward())
+        return loss
+    return closure

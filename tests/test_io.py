@@ -15,6 +15,7 @@ import cnet
 from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, Identity, LeakyReLU, ReLU,
                   Sequential, Sigmoid, Softmax, Step, Tanh, Trainer, optim)
 from cnet import io as cio
+from helpers import closure_for
 
 ARCHITECTURES = {
     "activations": lambda: [Dense(5, 7), ReLU(), Dense(7, 6, bias=False), LeakyReLU(0.3),
@@ -156,14 +157,7 @@ def test_training_continued_after_load_matches_uninterrupted_training(tmp_path, 
 @pytest.mark.parametrize("steps_before", [0, 2])
 def test_lbfgs_round_trip_and_continued_training(tmp_path, line_search, steps_before):
     def setup(model, opt):
-        loss_fn = CrossEntropyLoss()
-
-        def closure():
-            opt.zero_grad()
-            loss = loss_fn(model(X), Y)
-            model.backward(loss_fn.backward())
-            return loss
-        return closure
+        return closure_for(model, opt, X, Y, CrossEntropyLoss())
 
     model = build("activations", "float64", seed=6)
     opt = optim.LBFGS(model.parameters(), lr=0.5, max_iter=3, history_size=4,

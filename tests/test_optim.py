@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from cnet import CrossEntropyLoss, Dense, MSELoss, Sequential, Tanh, Trainer, optim
-from helpers import train_manually
+from helpers import closure_for, train_manually
 
 DTYPES = ["float32", "float64"]
 
@@ -302,15 +302,6 @@ def test_torch_rejects_the_same_out_of_range_values():
 
 
 # --- LBFGS ----------------------------------------------------------------------------------
-
-def closure_for(model, opt, X, Y, loss_fn):
-    def closure():
-        opt.zero_grad()
-        loss = loss_fn(model(X), Y)
-        model.backward(loss_fn.backward())
-        return loss
-    return closure
-
 
 @pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
 def test_lbfgs_matches_torch(line_search_fn):
