@@ -9,6 +9,8 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 from cnet import callbacks, data, metrics, optim, schedulers
+from cnet._blas import set_threaded_min_work
+from cnet._engine import get_flush_denormal, set_flush_denormal
 from cnet.io import load, save
 from cnet.layers import (BatchNorm1d, Dense, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid,
                          Softmax, Step, Tanh)
@@ -28,4 +30,5 @@ __all__ = [
     "Trainer", "History",
     "save", "load",
     "callbacks", "data", "metrics", "optim", "schedulers",
+    "set_flush_denormal", "get_flush_denormal", "set_threaded_min_work",
 ]

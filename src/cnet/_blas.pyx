@@ -5,12 +5,16 @@ BLAS is column-major. A row-major (m, n) matrix is the same memory as a column-m
 call ?gemm with the operands swapped and each leading dimension set to the stored
 row length.
 
-Threads: on an idle machine a second BLAS thread pays off even for the mnist-sized
-products of a training step (measured: 222 vs 339 µs of GEMM per step at batch 64), but
-when the cores are shared the threads wait on each other at every barrier and the same
-step can take several times longer. `set_threaded_min_work(n)` makes products of fewer
-than n multiply-adds run on the calling thread alone, through OpenBLAS's thread-local
-setting (OpenBLAS >= 0.3.27); the default, 0, leaves every decision to the BLAS.
+Threads: products of fewer than `threaded_min_work` multiply-adds (default 2^26, about a
+millisecond on one core) run on the calling thread alone, through OpenBLAS's thread-local
+setting (OpenBLAS >= 0.3.27; other BLAS libraries decide for themselves). Measured on a
+2-core machine: a second BLAS thread does not speed up the products of an mnist step at
+batch 64 (335 vs 337 µs of GEMM per step), and with it the same training step took
+945-1870 µs at batch 256 from one run to the next against a steady 1,430 µs on one thread
+(its worker spins between products while the step's elementwise work runs). The wide
+configuration's (256, 1024, 1024) products (2^27-2^28 multiply-adds) gain 1.4× from the
+second thread and stay threaded. `set_threaded_min_work(0)` leaves every decision to the
+BLAS; on a many-core machine a lower threshold may pay off.
 """
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -19,7 +23,7 @@ from cnet._memview cimport ptr2, cptr2
 
 ctypedef int (*set_threads_t)(int) noexcept nogil
 cdef set_threads_t set_local_threads = NULL
-cdef long long threaded_min_work = 0
+cdef long long threaded_min_work = 1 << 26
 
 
 def _bind_thread_control():
@@ -40,8 +44,9 @@ def _bind_thread_control():
 
 
 def set_threaded_min_work(long long work):
-    """GEMMs with m*n*k below `work` run single-threaded (0: let the BLAS decide always).
-    Returns the previous value."""
+    """Products with m*n*k below `work` multiply-adds run on the calling thread alone (0: the
+    BLAS decides every time). Returns the previous value. Has no effect where the BLAS is not
+    OpenBLAS >= 0.3.27 (`cnet._blas.THREAD_CONTROL` is then False)."""
     global threaded_min_work
     previous, threaded_min_work = threaded_min_work, work
     return previous

@@ -48,6 +48,8 @@ ctypedef struct Op:
     void* running_mean     # BatchNorm running statistics, or NULL
     void* running_var
     int64_t* num_batches_tracked
+    int first_span         # this op's parameters in the optimizer's spans: spans
+    int n_spans            # [first_span, first_span + n_spans)
 
 ctypedef struct Span:
     Py_ssize_t offset      # arena offset
@@ -82,6 +84,33 @@ cdef extern from "kernels.h" nogil:
                                     Py_ssize_t start, Py_ssize_t rows, Py_ssize_t width)
     Py_ssize_t cnet_gather_rows_f64(double* dst, const double* src, const int64_t* order,
                                     Py_ssize_t start, Py_ssize_t rows, Py_ssize_t width)
+    void cnet_prefetch_rows(const void* src, const int64_t* order, Py_ssize_t start,
+                            Py_ssize_t rows, Py_ssize_t bytes_per_row)
+    uint64_t cnet_fp_flush_begin(int on)
+    void cnet_fp_flush_end(uint64_t mode)
+    int CNET_HAS_FLUSH
+
+
+cdef bint flush_denormal = CNET_HAS_FLUSH
+
+
+def set_flush_denormal(bint mode):
+    """Whether compiled training and inference runs treat denormal floats as zero (the
+    default). Denormals (|x| < 1.2e-38 in float32) take a slow path in the CPU's arithmetic
+    and appear in training wherever a gradient stays zero, e.g. Adam's first moment of a
+    dead ReLU unit; flushing them changes no result above that size. The mode is set on
+    the calling thread for the duration of each StepRunner call and restored after it,
+    so NumPy and the rest of the program keep IEEE gradual underflow. Returns True where
+    the CPU supports it (x86-64 with SSE2, AArch64), as torch.set_flush_denormal does;
+    elsewhere the setting has no effect."""
+    global flush_denormal
+    flush_denormal = mode and CNET_HAS_FLUSH
+    return bool(CNET_HAS_FLUSH)
+
+
+def get_flush_denormal():
+    """The current set_flush_denormal mode."""
+    return bool(flush_denormal)
 
 
 cdef inline Py_ssize_t gather_rows(floating* dst, const floating* src, const int64_t* order,
@@ -146,34 +175,40 @@ cdef Py_ssize_t count_correct(const floating* logits, const int64_t* target, Py_
     return correct
 
 
-cdef double forward_backward(Plan* p, floating* x, Py_ssize_t rows,
-                             int64_t* correct) noexcept nogil:
-    """Forward, loss and backward on the batch already gathered in x (its targets too).
-    Returns the loss; the gradients overwrite the arena's; for classification, correct[0]
-    gets the number of rows predicted right."""
+cdef double forward_loss(Plan* p, floating* x, Py_ssize_t rows,
+                         int64_t* correct) noexcept nogil:
+    """Forward and the loss on the batch already gathered in x (its targets too); the
+    loss's gradient goes to the first gradient buffer. For classification, correct[0] gets
+    the number of rows predicted right."""
+    cdef floating* work = <floating*>p.work
+    cdef floating* logits
+    cdef double loss
+    forward_pass(p, x, rows)
+    logits = work + p.ops[p.n_ops - 1].output
+    if p.loss.class_targets:
+        loss = loss_ptr(&p.loss, work + p.grad_a, logits, p.class_target, rows, p.n_out)
+        correct[0] = count_correct(logits, p.class_target, rows, p.n_out, p.loss.ignore_index)
+    else:
+        loss = loss_ptr(&p.loss, work + p.grad_a, logits, work + p.target, rows, p.n_out)
+    return loss
+
+
+cdef void backward_pass(Plan* p, floating* x, Py_ssize_t rows, long step) noexcept nogil:
+    """Backward in reverse from the loss's gradient; the parameter gradients overwrite the
+    arena's (beta = 0, so no zeroing pass is needed). With step > 0, each op's parameters
+    get their optimizer update as soon as its backward is done: its weights were just read
+    by the product for the input gradient and its gradients just written, so the update
+    finds them in cache instead of making one more pass over the whole arena."""
     cdef floating* work = <floating*>p.work
     cdef floating* params = <floating*>p.params
     cdef floating* grads = <floating*>p.grads
-    cdef floating* logits
-    cdef floating* grad_out = work + p.grad_a
+    cdef floating* grad_out = work + p.grad_a     # d loss / d (output of op i)
     cdef floating* grad_in = work + p.grad_b
     cdef floating* swap
     cdef floating* saved
     cdef const floating* inp
     cdef Op* op
-    cdef double loss
     cdef int i
-
-    forward_pass(p, x, rows)
-    logits = work + p.ops[p.n_ops - 1].output
-    if p.loss.class_targets:
-        loss = loss_ptr(&p.loss, grad_out, logits, p.class_target, rows, p.n_out)
-        correct[0] = count_correct(logits, p.class_target, rows, p.n_out, p.loss.ignore_index)
-    else:
-        loss = loss_ptr(&p.loss, grad_out, logits, work + p.target, rows, p.n_out)
-
-    # Backward: grad_out holds d loss / d (output of op i); overwrite (beta = 0) the
-    # parameter gradients, so no zeroing pass is needed.
     for i in range(p.n_ops - 1, -1, -1):
         op = &p.ops[i]
         inp = x if i == 0 else work + p.ops[i - 1].output
@@ -202,16 +237,16 @@ cdef double forward_backward(Plan* p, floating* x, Py_ssize_t rows,
                                 rows, op.n_out, op.slope)
         elif op.kind == OP_DROPOUT and op.p > 0:
             dropout_backward_ptr(grad_out, grad_out, work + op.saved, rows * op.n_out)
-    return loss
+        if step > 0:
+            update_spans(p, params, grads, op.first_span, op.n_spans, step)
 
 
-cdef void update(Plan* p, floating* params, floating* grads, long step) noexcept nogil:
-    """Clip the gradients' global norm (when asked), then one optimizer loop per span."""
+cdef void update_spans(Plan* p, floating* params, floating* grads, int first, int count,
+                       long step) noexcept nogil:
+    """The optimizer's loop over spans [first, first + count)."""
     cdef Span* span
     cdef int i
-    if p.max_grad_norm > 0:
-        clip_grad_norm_ptr(grads, p.n_params, p.max_grad_norm)
-    for i in range(p.n_spans):
+    for i in range(first, first + count):
         span = &p.spans[i]
         optimizer_step_ptr(&p.configs[span.group], params + span.offset,
                            state_at(<floating*>p.state[0], span.offset),
@@ -259,11 +294,19 @@ cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const i
         bad_row[0] = gather_batch(p, X, y, order, start, rows)
         if bad_row[0] >= 0:
             return k
-        loss = forward_backward(p, <floating*>p.work, rows, &correct[k])
+        if k + 1 < n_batches:    # the next batch's rows arrive while this one computes
+            cnet_prefetch_rows(X, order, start + rows, min(p.batch, n_rows - start - rows),
+                               p.n_in * sizeof(floating))
+        loss = forward_loss(p, <floating*>p.work, rows, &correct[k])
         losses[k] = loss
         if stop_on_nan and loss - loss != 0:     # NaN or ±inf
             return k
-        update(p, <floating*>p.params, <floating*>p.grads, step + k)
+        if p.max_grad_norm > 0:     # the norm needs every gradient before any update
+            backward_pass(p, <floating*>p.work, rows, 0)
+            clip_grad_norm_ptr(<floating*>p.grads, p.n_params, p.max_grad_norm)
+            update_spans(p, <floating*>p.params, <floating*>p.grads, 0, p.n_spans, step + k)
+        else:
+            backward_pass(p, <floating*>p.work, rows, step + k)
     return n_batches
 
 
@@ -286,6 +329,34 @@ cdef Py_ssize_t predict_rows(Plan* p, const floating* X, floating* out,
     return -1
 
 
+def op_spans(param_ranges, groups):
+    """The optimizer groups' arena spans cut at the ops' parameters, in op order:
+    [(op index, offset, length, group)], so each op's parameters can be updated right after
+    its backward. param_ranges: [(op index, offset, size)] of every model parameter."""
+    spans = []
+    for g, (_, group_spans) in enumerate(groups):
+        for offset, length in group_spans:
+            covered = 0
+            for i, start, size in param_ranges:
+                lo, hi = max(offset, start), min(offset + length, start + size)
+                if lo < hi:
+                    spans.append((i, lo, hi - lo, g))
+                    covered += hi - lo
+            if covered != length:
+                raise ValueError(f"optimizer span ({offset}, {length}) holds arena entries "
+                                 "that are not parameters of the model's layers")
+    spans.sort()
+    merged = []     # adjacent pieces of one op and one group become one loop
+    last = None     # (this module compiles with wraparound=False: no merged[-1])
+    for i, offset, length, g in spans:
+        if last is not None and last[0] == i and last[3] == g and last[1] + last[2] == offset:
+            last[2] += length
+        else:
+            last = [i, offset, length, g]
+            merged.append(last)
+    return [tuple(m) for m in merged]
+
+
 cdef size_t address(object array):
     return 0 if array is None else <size_t>array.ctypes.data
 
@@ -301,6 +372,7 @@ cdef class StepRunner:
     cdef object keep    # the arrays the plan points into
     cdef object keep_layers
     cdef object optimizer
+    cdef object param_ranges    # [(op index, arena offset, size)] of every parameter
 
     def __cinit__(self):
         self.plan.ops = NULL
@@ -321,6 +393,8 @@ cdef class StepRunner:
         self.plan.n_in = model.in_features
         self.plan.n_out = model.out_features
         params = dict(model.named_parameters())
+        self.param_ranges = [(int(name.split(".")[0]), p.offset, p.size)
+                             for name, p in params.items()]
         buffers = model._buffers
         offset = batch_size * model.in_features    # the gathered batch comes first
         width = model.in_features
@@ -337,6 +411,7 @@ cdef class StepRunner:
             op.n_in = width
             width = layer.output_width(width)
             op.n_out = width
+            op.first_span = op.n_spans = 0
             op.weight = weight.offset if weight is not None else -1
             op.bias = bias.offset if bias is not None else -1
             op.output = offset
@@ -381,14 +456,16 @@ cdef class StepRunner:
             self.keep.append(state)
             self.plan.state[i] = <void*>address(state)
         groups = optimizer.kernel_groups()
-        spans = [(offset, length, g) for g, (_, group_spans) in enumerate(groups)
-                 for offset, length in group_spans]
+        spans = op_spans(self.param_ranges, groups)
         self.plan.spans = <Span*>malloc(len(spans) * sizeof(Span))
         self.plan.n_spans = len(spans)
-        for i, (offset, length, g) in enumerate(spans):
+        for i, (op_index, offset, length, g) in enumerate(spans):
             self.plan.spans[i].offset = offset
             self.plan.spans[i].length = length
             self.plan.spans[i].group = g
+            if self.plan.ops[op_index].n_spans == 0:
+                self.plan.ops[op_index].first_span = i
+            self.plan.ops[op_index].n_spans += 1
         self.plan.configs = <OptimConfig*>malloc(len(groups) * sizeof(OptimConfig))
         self.refresh_optimizer()
 
@@ -409,8 +486,10 @@ cdef class StepRunner:
         cdef const int64_t* order_ = <int64_t*>address(order)
         cdef Py_ssize_t n_rows = X.shape[0], done, bad
         cdef long step = self.optimizer.step_count + 1
+        cdef uint64_t mode
         self.refresh_optimizer()
         with nogil:
+            mode = cnet_fp_flush_begin(flush_denormal)
             if self.is_double:
                 done = train_batches[double](&self.plan, <const double*>X_, y_, order_, n_rows,
                                              first_batch, n_batches, step, &losses[0],
@@ -419,6 +498,7 @@ cdef class StepRunner:
                 done = train_batches[float](&self.plan, <const float*>X_, y_, order_, n_rows,
                                             first_batch, n_batches, step, &losses[0],
                                             &correct[0], stop_on_nan, &bad)
+            cnet_fp_flush_end(mode)
         self.optimizer.step_count += done
         return done, bad
 
@@ -429,17 +509,22 @@ cdef class StepRunner:
         cdef const void* y_ = <void*>address(y)
         cdef Py_ssize_t rows = X.shape[0], bad
         cdef double loss = 0
+        cdef uint64_t mode
         with nogil:
+            mode = cnet_fp_flush_begin(flush_denormal)
             if self.is_double:
                 bad = gather_batch[double](&self.plan, <const double*>X_, y_, NULL, 0, rows)
                 if bad < 0:
-                    loss = forward_backward[double](&self.plan, <double*>self.plan.work, rows,
-                                                    &correct[0])
+                    loss = forward_loss[double](&self.plan, <double*>self.plan.work, rows,
+                                                &correct[0])
+                    backward_pass[double](&self.plan, <double*>self.plan.work, rows, 0)
             else:
                 bad = gather_batch[float](&self.plan, <const float*>X_, y_, NULL, 0, rows)
                 if bad < 0:
-                    loss = forward_backward[float](&self.plan, <float*>self.plan.work, rows,
-                                                   &correct[0])
+                    loss = forward_loss[float](&self.plan, <float*>self.plan.work, rows,
+                                               &correct[0])
+                    backward_pass[float](&self.plan, <float*>self.plan.work, rows, 0)
+            cnet_fp_flush_end(mode)
         return loss, bad
 
     def predict(self, X, out):
@@ -447,11 +532,14 @@ cdef class StepRunner:
         cdef const void* X_ = <void*>address(X)
         cdef void* out_ = <void*>address(out)
         cdef Py_ssize_t n_rows = X.shape[0], bad
+        cdef uint64_t mode
         with nogil:
+            mode = cnet_fp_flush_begin(flush_denormal)
             if self.is_double:
                 bad = predict_rows[double](&self.plan, <const double*>X_, <double*>out_, n_rows)
             else:
                 bad = predict_rows[float](&self.plan, <const float*>X_, <float*>out_, n_rows)
+            cnet_fp_flush_end(mode)
         return bad
 
     def __dealloc__(self):

@@ -1,0 +1,153 @@
+"""The step runner's machinery that results must not depend on: each layer's optimizer update
+fused into backward, flushing denormals during compiled runs, and the BLAS thread policy."""
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import cnet
+from cnet import CrossEntropyLoss, Dense, ReLU, Sequential, Tanh, Trainer, _blas, _engine, optim
+
+
+def model_and_data(dtype="float64", seed=0):
+    model = Sequential(Dense(6, 8), Tanh(), Dense(8, 5), ReLU(), Dense(5, 3), dtype=dtype,
+                       seed=seed)
+    rng = np.random.default_rng(seed)
+    return model, rng.standard_normal((50, 6)).astype(dtype), rng.integers(0, 3, 50)
+
+
+def groups_cutting_layers(model):
+    """Three groups whose boundaries fall inside layers, one parameter left out (frozen)."""
+    p = list(model.parameters())     # 0.weight 0.bias 2.weight 2.bias 4.weight 4.bias
+    return [{"params": [p[0]]}, {"params": [p[1], p[2], p[5]], "lr": 0.02},
+            {"params": [p[3]], "lr": 0.003}]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad"])
+def test_update_inside_backward_equals_update_after_it(name, dtype):
+    """Without clipping each layer is updated as soon as its backward is done; with clipping
+    (here a bound no gradient reaches, so it scales nothing) every update waits for the
+    whole backward. The two orders must give bit-identical weights."""
+    results = []
+    for max_grad_norm in (None, 1e30):
+        model, X, y = model_and_data(dtype)
+        frozen = model[4].weight.data.copy()
+        opt = getattr(optim, name)(groups_cutting_layers(model), lr=0.05)
+        Trainer(model, CrossEntropyLoss(), opt, max_grad_norm=max_grad_norm).fit(
+            X, y, epochs=3, batch_size=8, seed=1, verbose=0)
+        assert_array_equal(model[4].weight.data, frozen)   # not in any group
+        results.append(model.flat_data.copy())
+    assert not np.array_equal(results[0], model_and_data(dtype)[0].flat_data)
+    assert_array_equal(results[0], results[1])
+
+
+def test_op_spans_cut_group_spans_at_parameters():
+    # Two ops: op 0 owns [0, 10) and [10, 13), op 2 owns [13, 20).
+    ranges = [(0, 0, 10), (0, 10, 3), (2, 13, 7)]
+    groups = [(None, [(0, 20)])]
+    assert _engine.op_spans(ranges, groups) == [(0, 0, 13, 0), (2, 13, 7, 0)]
+    groups = [(None, [(5, 10)]), (None, [(0, 5), (15, 2)])]
+    assert _engine.op_spans(ranges, groups) == [(0, 0, 5, 1), (0, 5, 8, 0), (2, 13, 2, 0),
+                                                (2, 15, 2, 1)]
+
+
+def test_op_spans_reject_entries_outside_the_parameters():
+    with pytest.raises(ValueError, match="not parameters"):
+        _engine.op_spans([(0, 0, 4)], [(None, [(0, 6)])])
+
+
+# --- denormals ---------------------------------------------------------------------------
+
+TINY = np.finfo(np.float32).tiny      # the smallest normal float32, 1.18e-38
+
+
+def first_moment_after_zero_gradients(flush):
+    """Adam's exp_avg of a first layer whose gradient is exactly zero (all-zero inputs),
+    started just above the denormal range: it decays by beta1 = 0.9 each step and leaves
+    the normal range on the third."""
+    model = Sequential(Dense(4, 3), ReLU(), Dense(3, 2), dtype="float32", seed=0)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    opt.state["exp_avg"][...] = 1.5 * TINY
+    previous = cnet.set_flush_denormal(flush)
+    try:
+        Trainer(model, CrossEntropyLoss(), opt).fit(
+            np.zeros((40, 4), np.float32), np.arange(40) % 2, epochs=1, batch_size=8,
+            shuffle=False, verbose=0)
+    finally:
+        cnet.set_flush_denormal(previous)
+    weight = model[0].weight
+    return opt.state["exp_avg"][weight.offset:weight.offset + weight.size]
+
+
+flush_supported = cnet.set_flush_denormal(cnet.get_flush_denormal())
+
+
+@pytest.mark.skipif(not flush_supported, reason="this CPU has no flush-to-zero mode")
+def test_denormals_flush_to_zero_during_training():
+    assert cnet.get_flush_denormal()           # the default
+    flushed = first_moment_after_zero_gradients(True)
+    # Every result that would be denormal is 0: the moment either reached 0 or stayed at
+    # the smallest normal values (its decrement 0.1 m is itself denormal, so flushed).
+    assert np.all((flushed == 0) | (flushed >= TINY))
+    kept = first_moment_after_zero_gradients(False)
+    assert np.all((kept > 0) & (kept < TINY))   # IEEE gradual underflow when turned off
+    assert_allclose(kept, 1.5 * TINY * 0.9**5, rtol=1e-3)
+
+
+def test_flush_mode_does_not_leak_out_of_compiled_runs():
+    model, X, y = model_and_data("float32")
+    trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters()))
+    trainer.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    trainer.predict(X)
+    # NumPy in this thread still produces denormals.
+    assert np.float32(TINY) / np.float32(16) > 0
+
+
+def test_set_flush_denormal_returns_support_and_keeps_the_mode():
+    previous = cnet.get_flush_denormal()
+    try:
+        assert cnet.set_flush_denormal(False) == flush_supported
+        assert cnet.get_flush_denormal() is False
+        cnet.set_flush_denormal(True)
+        assert cnet.get_flush_denormal() is flush_supported
+    finally:
+        cnet.set_flush_denormal(previous)
+
+
+# --- BLAS threads ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("threshold", [0, 1, 1 << 40])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_agree_under_any_thread_threshold(threshold, dtype):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((70, 90)).astype(dtype)
+    b = rng.standard_normal((50, 90)).astype(dtype)
+    out = np.empty((70, 50), dtype)
+    previous = cnet.set_threaded_min_work(threshold)
+    try:
+        _blas.matmul(out, a, b, trans_b=True)
+        assert cnet.set_threaded_min_work(previous) == threshold
+    finally:
+        cnet.set_threaded_min_work(previous)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert_allclose(out, a @ b.T, rtol=rtol, atol=rtol)
+
+
+def test_single_threaded_products_restore_the_blas_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    scipy_blas = [p for p in threadpoolctl.threadpool_info()
+                  if p["user_api"] == "blas" and "scipy_openblas" in p["filepath"]
+                  and "64_" not in p["filepath"]]
+    if not scipy_blas or not _blas.THREAD_CONTROL:
+        pytest.skip("scipy's BLAS is not an OpenBLAS with thread-local control")
+    before = scipy_blas[0]["num_threads"]
+    previous = cnet.set_threaded_min_work(1 << 40)
+    try:
+        out = np.empty((64, 64), np.float32)
+        _blas.matmul(out, np.ones((64, 64), np.float32), np.ones((64, 64), np.float32))
+    finally:
+        cnet.set_threaded_min_work(previous)
+    after = [p for p in threadpoolctl.threadpool_info()
+             if p["filepath"] == scipy_blas[0]["filepath"]][0]["num_threads"]
+    assert after == before
+    assert_array_equal(out, 64)
