@@ -5,16 +5,16 @@ BLAS is column-major. A row-major (m, n) matrix is the same memory as a column-m
 call ?gemm with the operands swapped and each leading dimension set to the stored
 row length.
 
-Threads: products of fewer than `threaded_min_work` multiply-adds (default 2^26, about a
-millisecond on one core) run on the calling thread alone, through OpenBLAS's thread-local
+Threads: products of fewer than `threaded_min_work` multiply-adds (default 2^22, about
+50 µs on one core) run on the calling thread alone, through OpenBLAS's thread-local
 setting (OpenBLAS >= 0.3.27; other BLAS libraries decide for themselves). Measured on a
-2-core machine: a second BLAS thread does not speed up the products of an mnist step at
-batch 64 (335 vs 337 µs of GEMM per step), and with it the same training step took
-945-1870 µs at batch 256 from one run to the next against a steady 1,430 µs on one thread
-(its worker spins between products while the step's elementwise work runs). The wide
-configuration's (256, 1024, 1024) products (2^27-2^28 multiply-adds) gain 1.4× from the
-second thread and stay threaded. `set_threaded_min_work(0)` leaves every decision to the
-BLAS; on a many-core machine a lower threshold may pay off.
+2-core machine, each product alone: a (64, 784) x (784, 128) product takes 152 µs on one
+thread and 90 µs on two, but a (64, 128) x (128, 64) one 14 and 10.5 µs, and the smaller
+ones of an mnist step gain nothing, while each threaded product costs its worker thread
+time slices and a wake-up. `set_threaded_min_work(0)` leaves every decision to the BLAS;
+a larger value keeps more of the work on one thread, which is steadier on a machine whose
+cores are shared with other work (there a second thread can make a step several times
+slower).
 """
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -23,7 +23,7 @@ from cnet._memview cimport ptr2, cptr2
 
 ctypedef int (*set_threads_t)(int) noexcept nogil
 cdef set_threads_t set_local_threads = NULL
-cdef long long threaded_min_work = 1 << 26
+cdef long long threaded_min_work = 1 << 22
 
 
 def _bind_thread_control():

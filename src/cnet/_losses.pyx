@@ -19,22 +19,33 @@ cdef double LOG_FLOOR = -100.0
 cdef double BCE_GRAD_EPS = 1e-12
 
 
+cdef extern from "kernels.h" nogil:
+    void cnet_exp_shifted_f32(float* y, const float* x, float shift, Py_ssize_t n)
+
+
 cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), or NULL
                            const floating* x,        # (C,)
                            Py_ssize_t classes, double* row_max) noexcept nogil:
     """Σ_c exp(x[c] - max x), with max x in row_max: log of it is the row's log-sum-exp
-    less the max, the softmax is e / the sum."""
+    less the max, the softmax is e / the sum. In float32 with e given, the exponentials
+    are kernels.h's vectorised ones (within about 1 ulp; libm's do not vectorise)."""
     cdef Py_ssize_t c
     cdef double m = x[0], s = 0, v
     for c in range(1, classes):
         if x[c] > m:
             m = x[c]
+    row_max[0] = m
+    if floating is float:
+        if e != NULL:
+            cnet_exp_shifted_f32(e, x, <float>m, classes)
+            for c in range(classes):
+                s += e[c]
+            return s
     for c in range(classes):
         v = exp(x[c] - m)
         s += v
         if e != NULL:
             e[c] = <floating>v
-    row_max[0] = m
     return s
 
 
