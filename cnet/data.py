@@ -313,8 +313,9 @@ def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float3
     (negative counts from the end); ``None`` reads every column into ``X`` and returns
     ``y=None``. ``header`` is True, False or ``"infer"``: the first row is a header when one of
     its cells is not a number. ``X`` has ``dtype`` (float32 unless told); ``y`` is int64 when
-    every label is an integer value, else ``dtype``. Blank lines are skipped. A ragged row or a
-    cell that is not a number raises ValueError naming its line and column.
+    every label is an integer value (within int64), else ``dtype``. Blank lines are skipped. A
+    ragged row or a cell that is not a number raises ValueError naming its line and column, a
+    number too large for ``dtype`` (1e39 in float32) one naming its row.
     """
     try:
         dtype = np.dtype(dtype)
@@ -332,7 +333,7 @@ def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float3
         raise ValueError(f"{path}: not a readable CSV text file ({type(exc).__name__}: "
                          f"{exc})") from None
     if label_column is None:
-        return table.astype(dtype), None
+        return _as_dtype(path, table, dtype), None
     n_columns = table.shape[1]
     if isinstance(label_column, str):
         if names is None:
@@ -353,8 +354,23 @@ def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float3
     if n_columns < 2:
         raise ValueError(f"{path}: only the label column; expected at least one feature column")
     y = table[:, index]
-    integral = bool(np.all(np.isfinite(y)) and np.all(y == np.trunc(y)))
-    return np.delete(table, index, axis=1).astype(dtype), y.astype(np.int64 if integral else dtype)
+    integral = bool(np.all(np.isfinite(y)) and np.all(y == np.trunc(y))
+                    and np.all(np.abs(y) < 2.0**63))
+    X = _as_dtype(path, np.delete(table, index, axis=1), dtype)
+    return X, (y.astype(np.int64) if integral else _as_dtype(path, y, dtype))
+
+
+def _as_dtype(path, values, dtype):
+    """values cast to dtype; a finite number too large for it is an error, not an infinity."""
+    with np.errstate(over="ignore"):
+        cast = values.astype(dtype)
+    overflow = np.isinf(cast) & np.isfinite(values)
+    if overflow.any():
+        row = np.argwhere(overflow)[0]
+        value = float(values[tuple(row)])
+        raise ValueError(f"{path}: {value!r} in data row {row[0]} does not fit {dtype} "
+                         f"(largest {np.finfo(dtype).max:g})")
+    return cast
 
 
 def load_npz(path, x_key="X", y_key="y"):

@@ -418,6 +418,24 @@ def test_csv_label_by_index(tmp_path, label_column, expected):
     assert X.shape == (3, 2)
 
 
+@pytest.mark.parametrize("label_column", [None, -1])
+def test_csv_value_too_large_for_the_dtype_is_an_error(tmp_path, label_column):
+    path = write_text(tmp_path / "d.csv", "1,2,0\n3,1e300,1\n")
+    with pytest.raises(ValueError, match=r"1e\+300 in data row 1 does not fit float32"):
+        load_csv(path, label_column=label_column)
+    X, _ = load_csv(path, label_column=label_column, dtype="float64")   # fits there
+    assert X[1, 1] == 1e300
+
+
+def test_csv_labels_beyond_int64_stay_floats(tmp_path):
+    X, y = load_csv(write_text(tmp_path / "d.csv", "1,2,1e19\n3,4,1\n"), dtype="float64")
+    assert y.dtype == np.float64 and y.tolist() == [1e19, 1.0]
+    X, y = load_csv(write_text(tmp_path / "e.csv", "1,2,1e39\n3,4,1\n"), dtype="float64")
+    assert y.tolist() == [1e39, 1.0]
+    with pytest.raises(ValueError, match="does not fit float32"):
+        load_csv(write_text(tmp_path / "f.csv", "1,2,1e39\n3,4,1\n"))
+
+
 def test_csv_default_label_is_the_last_column_and_header_is_inferred(tmp_path):
     X, y = load_csv(write_text(tmp_path / "d.csv", IRIS_LIKE))
     assert y.tolist() == [0, 1, 2] and X.shape == (3, 2)

@@ -151,3 +151,21 @@ def test_single_threaded_products_restore_the_blas_thread_count():
              if p["filepath"] == scipy_blas[0]["filepath"]][0]["num_threads"]
     assert after == before
     assert_array_equal(out, 64)
+
+
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (2**63, ValueError), (1.5, TypeError),
+                                        (True, TypeError), ("8", TypeError), (None, TypeError)])
+def test_set_threaded_min_work_rejects_what_is_not_a_count(bad, error):
+    previous = cnet.set_threaded_min_work(0)
+    cnet.set_threaded_min_work(previous)
+    with pytest.raises(error, match="work: expected an int"):
+        cnet.set_threaded_min_work(bad)
+    assert cnet.set_threaded_min_work(previous) == previous   # unchanged by the bad call
+
+
+@pytest.mark.parametrize("bad", [1, 0, "yes", None, 0.0])
+def test_set_flush_denormal_takes_only_a_bool(bad):
+    previous = cnet.get_flush_denormal()
+    with pytest.raises(TypeError, match="mode: expected True or False"):
+        cnet.set_flush_denormal(bad)
+    assert cnet.get_flush_denormal() is previous

@@ -16,6 +16,8 @@ a larger value keeps more of the work on one thread, which is steadier on a mach
 cores are shared with other work (there a second thread can make a step several times
 slower).
 """
+import numbers
+
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -43,11 +45,15 @@ def _bind_thread_control():
     return False
 
 
-def set_threaded_min_work(long long work):
+def set_threaded_min_work(work):
     """Products with m*n*k below `work` multiply-adds run on the calling thread alone (0: the
     BLAS decides every time). Returns the previous value. Has no effect where the BLAS is not
     OpenBLAS >= 0.3.27 (`cnet._blas.THREAD_CONTROL` is then False)."""
     global threaded_min_work
+    if isinstance(work, bool) or not isinstance(work, numbers.Integral):
+        raise TypeError(f"work: expected an int >= 0, got {work!r}")
+    if not 0 <= work < 2**63:
+        raise ValueError(f"work: expected an int in [0, 2**63), got {work}")
     previous, threaded_min_work = threaded_min_work, work
     return previous
 

@@ -94,7 +94,7 @@ cdef extern from "kernels.h" nogil:
 cdef bint flush_denormal = CNET_HAS_FLUSH
 
 
-def set_flush_denormal(bint mode):
+def set_flush_denormal(mode):
     """Whether compiled training and inference runs treat denormal floats as zero (the
     default). Denormals (|x| < 1.2e-38 in float32) take a slow path in the CPU's arithmetic
     and appear in training wherever a gradient stays zero, e.g. Adam's first moment of a
@@ -104,7 +104,9 @@ def set_flush_denormal(bint mode):
     the CPU supports it (x86-64 with SSE2, AArch64), as torch.set_flush_denormal does;
     elsewhere the setting has no effect."""
     global flush_denormal
-    flush_denormal = mode and CNET_HAS_FLUSH
+    if not isinstance(mode, (bool, np.bool_)):
+        raise TypeError(f"mode: expected True or False, got {mode!r}")
+    flush_denormal = bool(mode) and CNET_HAS_FLUSH
     return bool(CNET_HAS_FLUSH)
 
 
