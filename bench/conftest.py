@@ -8,7 +8,7 @@ Environment:
                            --benchmark-disable)
   CNET_BENCH_WIDE_SAMPLES  rows for the wide configuration (default 8,192; 256 disabled)
   CNET_BENCH_ROUNDS        timed rounds of each one-epoch benchmark (default 5, after one
-                           warm-up round)
+                           warm-up round; at least a configuration's min_rounds)
   CNET_BENCH_INTERLEAVED_ROUNDS  rounds of the round-robin cross-check (default 3)
   CNET_BENCH_PAUSE         seconds of sleep before a benchmark that calls BLAS (default 0.5:
                            lets the other libraries' BLAS/OpenMP threads go idle)
@@ -27,8 +27,11 @@ from cnet import CrossEntropyLoss, Dense, ReLU, Sequential, Trainer, optim
 from cnet.data import load_digits
 
 # DESIGN.md §6: widths, batch size, data set.
+# min_rounds: an epoch of tiny lasts under a millisecond for cnet, so five rounds would be
+# five samples of a few page faults and cold caches; 100 rounds (0.1 s of cnet, a second of
+# the reference) give a median that repeats from run to run.
 CONFIGS = {
-    "tiny": dict(widths=(64, 32, 10), batch=16, data="digits"),
+    "tiny": dict(widths=(64, 32, 10), batch=16, data="digits", min_rounds=100),
     "mnist": dict(widths=(784, 128, 64, 10), batch=64, data="mnist"),
     "mnist-b32": dict(widths=(784, 128, 64, 10), batch=32, data="mnist"),
     "mnist-b256": dict(widths=(784, 128, 64, 10), batch=256, data="mnist"),

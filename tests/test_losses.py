@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from cnet import _losses, reference
 from cnet.losses import CrossEntropyLoss, MSELoss
-from helpers import dims, dtypes, numerical_gradient, random_array, seeds, tol
+from helpers import DTYPES, dims, dtypes, numerical_gradient, random_array, seeds, tol
 
 NONE, MEAN, SUM = 0, 1, 2
 reductions = st.sampled_from([NONE, MEAN, SUM])
@@ -64,6 +64,26 @@ def test_cross_entropy_matches_reference(batch, classes, dtype, seed, ignore_ind
     loss = _losses.softmax_cross_entropy(*out, *args)
     assert_allclose(loss, reference.softmax_cross_entropy(*expected, *args), **tol(dtype))
     assert_outputs_match(out, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_total_without_per_row_losses_survives_a_huge_product(dtype):
+    """Without per-row losses the kernel takes one log of the product of the rows' sums of
+    exponentials; 300 rows of 1,000 near-equal logits make that product about 1e900, which
+    must be renormalised on the way instead of overflowing."""
+    rng = np.random.default_rng(5)
+    logits = (rng.standard_normal((300, 1000)) * 1e-3).astype(dtype)
+    target = rng.integers(0, 1000, 300)
+    for reduction in (MEAN, SUM):
+        with_rows = _losses.softmax_cross_entropy(None, np.empty(300, dtype), logits, target,
+                                                  None, -100, 0.1, reduction)
+        total_only = _losses.softmax_cross_entropy(None, None, logits, target, None, -100, 0.1,
+                                                   reduction)
+        assert np.isfinite(total_only)
+        assert total_only == pytest.approx(with_rows, rel=1e-12)
+        assert total_only == pytest.approx(
+            reference.softmax_cross_entropy(None, None, logits, target, None, -100, 0.1,
+                                            reduction), rel=1e-5)
 
 
 @given(n=st.integers(min_value=1, max_value=300), dtype=dtypes, seed=seeds,
