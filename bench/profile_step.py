@@ -42,9 +42,12 @@ def main(argv=None):
     parser.add_argument("epochs", type=int, nargs="?", default=5)
     parser.add_argument("--threaded-min-work", type=int, default=None, metavar="N",
                         help="cnet.set_threaded_min_work(N) first (a huge N: one BLAS thread)")
+    parser.add_argument("--autotune", action="store_true",
+                        help="cnet.set_thread_autotune(True) first")
     args = parser.parse_args(argv)
     if args.threaded_min_work is not None:
         cnet.set_threaded_min_work(args.threaded_min_work)
+    cnet.set_thread_autotune(args.autotune)
     spec = bench.CONFIGS[args.config]
     X, y = data(spec["data"])
     epoch = EPOCHS[args.impl](bench.make_model(spec["widths"]), X, y, spec["batch"])

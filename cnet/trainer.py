@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from cnet import _activations
+from cnet import _activations, _blas
 from cnet._engine import StepRunner
 from cnet._validation import as_generator, as_matrix, check_positive_int
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
@@ -303,16 +303,40 @@ class Trainer:
     @staticmethod
     def _train_epoch(runner, X, y, order, losses, correct, stop_on_nan, progress):
         """The epoch's batches through the step runner, in as few calls as the progress
-        display allows (one, without a bar). Returns (updates made, -1 or a bad row)."""
-        n_batches, chunk, first = len(losses), progress.chunk(), 0
-        while first < n_batches:
-            count = min(chunk, n_batches - first)
+        display allows (one, without a bar). Returns (updates made, -1 or a bad row).
+
+        Where the network has products large enough to be threaded, the first batches are
+        a trial (see cnet._blas.set_thread_autotune): one untimed batch that wakes the BLAS
+        threads, `trial` batches threaded, `trial` on one thread; the rest of the epoch runs
+        the faster way. Every batch is a real training step, in order."""
+        n_batches, chunk = len(losses), progress.chunk()
+        first, bad = 0, -1
+
+        def run(count, one_thread):
+            nonlocal first, bad
             done, bad = runner.train_batches(X, y, order, first, count, losses[first:],
-                                             correct[first:], stop_on_nan)
+                                             correct[first:], stop_on_nan, one_thread)
             progress.advance(done)
-            if done < count:
-                return first + done, bad
-            first += count
+            first += done
+            return done == count
+
+        one_thread, trial = False, 0
+        if (n_batches >= 16 and _blas.get_thread_autotune()
+                and _blas.threaded_products(runner.max_work)):
+            trial = min(16, max(2, n_batches // 64))
+        if trial:
+            if not run(1, False):
+                return first, bad
+            seconds = {}
+            for mode in (False, True):
+                start = time.perf_counter()
+                if not run(trial, mode):
+                    return first, bad
+                seconds[mode] = time.perf_counter() - start
+            one_thread = seconds[True] < seconds[False]
+        while first < n_batches:
+            if not run(min(chunk, n_batches - first), one_thread):
+                return first, bad
         return n_batches, -1
 
     def _diverged(self, snapshot, on_nan, epoch, batch, loss):

@@ -119,11 +119,14 @@ class ScratchRunner:
 
     def __init__(self, runner, allocate):
         self.runner, self.allocate = runner, allocate
+        self.max_work = runner.max_work
 
-    def train_batches(self, X, y, order, first, n, losses, correct, stop_on_nan=True):
+    def train_batches(self, X, y, order, first, n, losses, correct, stop_on_nan=True,
+                      one_thread=False):
         scratch = None
         for k in range(max(n, 1)):
-            self.runner.train_batches(X, y, order, first + k, 1 if n else 0, losses, correct)
+            self.runner.train_batches(X, y, order, first + k, 1 if n else 0, losses, correct,
+                                      stop_on_nan, one_thread)
             if self.allocate:
                 scratch = np.empty(BATCH, np.int64)   # lives until the next step's
         return n, -1
@@ -136,10 +139,11 @@ class KeepingRunner(ScratchRunner):
         super().__init__(runner, allocate=False)
         self.kept = []
 
-    def train_batches(self, X, y, order, first, n, losses, correct, stop_on_nan=True):
+    def train_batches(self, X, y, order, first, n, losses, correct, stop_on_nan=True,
+                      one_thread=False):
         for k in range(n):
             self.runner.train_batches(X, y, order, first + k, 1, losses[k:k + 1],
-                                      correct[k:k + 1])
+                                      correct[k:k + 1], stop_on_nan, one_thread)
             self.kept.append(np.zeros(1))
         return n, -1
 

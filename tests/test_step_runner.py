@@ -169,3 +169,94 @@ def test_set_flush_denormal_takes_only_a_bool(bad):
     with pytest.raises(TypeError, match="mode: expected True or False"):
         cnet.set_flush_denormal(bad)
     assert cnet.get_flush_denormal() is previous
+
+
+# --- choosing between threaded and one-thread products ------------------------------------
+
+class RecordingRunner:
+    """The real runner, recording each call's (first batch, batches, one_thread)."""
+
+    def __init__(self, runner):
+        self.runner, self.calls, self.max_work = runner, [], runner.max_work
+
+    def train_batches(self, X, y, order, first, n, losses, correct, stop_on_nan=True,
+                      one_thread=False):
+        self.calls.append((first, n, one_thread))
+        return self.runner.train_batches(X, y, order, first, n, losses, correct, stop_on_nan,
+                                         one_thread)
+
+    def refresh_optimizer(self):
+        self.runner.refresh_optimizer()
+
+
+def wide_problem(rows=64 * 40, seed=0):
+    """Batches of 64 through a 300-wide first layer: a 1.2M multiply-add product, which
+    OpenBLAS threads (it keeps products under 262k on one thread)."""
+    model = Sequential(Dense(300, 64), ReLU(), Dense(64, 10), dtype="float64", seed=seed)
+    rng = np.random.default_rng(seed)
+    return model, rng.standard_normal((rows, 300)), rng.integers(0, 10, rows)
+
+
+def fit_recorded(model, X, y, batch=64):
+    trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3))
+    recorder = RecordingRunner(trainer._runner(batch, training=True, y=y))
+    trainer._runners[(batch, True)] = recorder
+    trainer.fit(X, y, epochs=1, batch_size=batch, seed=0, verbose=0)
+    return recorder.calls
+
+
+@pytest.fixture
+def thread_settings():
+    work, autotune = cnet.set_threaded_min_work(0), cnet.set_thread_autotune(True)
+    yield
+    cnet.set_threaded_min_work(work)
+    cnet.set_thread_autotune(autotune)
+
+
+def test_fit_times_both_ways_then_trains_the_faster(thread_settings):
+    if not _blas.THREAD_CONTROL:
+        pytest.skip("scipy's BLAS offers no per-thread control, so there is nothing to choose")
+    model, X, y = wide_problem()
+    calls = fit_recorded(model, X, y)
+    assert calls[:3] == [(0, 1, False), (1, 2, False), (3, 2, True)]   # 40 batches: trial 2
+    assert calls[3][0] == 5 and sum(n for _, n, _ in calls) == 40
+    assert len({one for _, _, one in calls[3:]}) == 1                 # one choice for the rest
+
+
+def test_no_trial_when_off_small_or_short(thread_settings):
+    model, X, y = wide_problem()
+    cnet.set_thread_autotune(False)
+    assert fit_recorded(model, X, y) == [(0, 40, False)]
+    cnet.set_thread_autotune(True)
+    cnet.set_threaded_min_work(1 << 40)            # no product large enough to thread
+    assert fit_recorded(model, X, y) == [(0, 40, False)]
+    cnet.set_threaded_min_work(0)
+    model, X, y = wide_problem(rows=64 * 15)       # under 16 batches: not worth a trial
+    assert fit_recorded(model, X, y) == [(0, 15, False)]
+
+
+def test_threaded_and_one_thread_products_train_alike(thread_settings):
+    """The trial may pick either way from epoch to epoch: the weights may differ only in
+    the last bits (which is why the trial is off by default)."""
+    weights = []
+    for work, autotune in ((0, False), (1 << 40, False), (0, True)):
+        cnet.set_threaded_min_work(work)
+        cnet.set_thread_autotune(autotune)
+        model, X, y = wide_problem()
+        Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3)).fit(
+            X, y, epochs=2, batch_size=64, seed=0, verbose=0)
+        weights.append(model.flat_data.copy())
+    assert_allclose(weights[0], weights[1], rtol=1e-12, atol=1e-14)
+    assert_allclose(weights[0], weights[2], rtol=1e-12, atol=1e-14)
+    assert not np.array_equal(weights[0], wide_problem()[0].flat_data)
+
+
+def test_thread_autotune_is_off_by_default():
+    assert cnet.get_thread_autotune() is False
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_set_thread_autotune_takes_only_a_bool(bad, thread_settings):
+    with pytest.raises(TypeError, match="mode: expected True or False"):
+        cnet.set_thread_autotune(bad)
+    assert cnet.get_thread_autotune() is True

@@ -18,6 +18,7 @@ import numpy as np
 
 from cnet._activations cimport activation_backward, activation_forward
 from cnet._batchnorm cimport batchnorm_backward_ptr, batchnorm_forward_ptr
+from cnet._blas cimport one_thread_begin, one_thread_end
 from cnet._dense cimport dense_backward_ptr, dense_forward_ptr
 from cnet._dropout cimport dropout_backward_ptr, dropout_forward_ptr
 from cnet._losses cimport LossConfig, fill_loss_config, loss_ptr
@@ -375,6 +376,7 @@ cdef class StepRunner:
     cdef object keep_layers
     cdef object optimizer
     cdef object param_ranges    # [(op index, arena offset, size)] of every parameter
+    cdef readonly object max_work   # multiply-adds of the largest product of a full batch
 
     def __cinit__(self):
         self.plan.ops = NULL
@@ -433,6 +435,9 @@ cdef class StepRunner:
             elif op.kind == OP_BATCHNORM:
                 offset += batch_size * width + 4 * width      # xhat, mean, invstd, 2 sums
             max_width = max(max_width, width)
+        self.max_work = max([batch_size * self.plan.ops[i].n_in * self.plan.ops[i].n_out
+                             for i in range(self.plan.n_ops)
+                             if self.plan.ops[i].kind == OP_DENSE], default=0)
         self.keep_layers = [getattr(l, name) for l in layers
                             for name in ("rng_state", "num_batches_tracked") if hasattr(l, name)]
         self.plan.training = loss is not None
@@ -477,21 +482,25 @@ cdef class StepRunner:
             fill_optim_config(&self.plan.configs[g], config)
 
     def train_batches(self, X, y, order, Py_ssize_t first_batch, Py_ssize_t n_batches,
-                      double[::1] losses, int64_t[::1] correct, bint stop_on_nan=True):
+                      double[::1] losses, int64_t[::1] correct, bint stop_on_nan=True,
+                      bint one_thread=False):
         """Train on batches first_batch .. first_batch + n_batches - 1 of X[order] (order may
         be None for the natural order), writing each batch's loss and, for classification,
         its number of correct predictions. Returns (updates made, -1 or the row of X holding
         the NaN/inf that stopped the run); with stop_on_nan, a non-finite loss stops the run
-        before that batch's update."""
+        before that batch's update. one_thread: every product on the calling thread."""
         cdef const void* X_ = <void*>address(X)
         cdef const void* y_ = <void*>address(y)
         cdef const int64_t* order_ = <int64_t*>address(order)
         cdef Py_ssize_t n_rows = X.shape[0], done, bad
         cdef long step = self.optimizer.step_count + 1
         cdef uint64_t mode
+        cdef int threads = 0
         self.refresh_optimizer()
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
+            if one_thread:
+                threads = one_thread_begin()
             if self.is_double:
                 done = train_batches[double](&self.plan, <const double*>X_, y_, order_, n_rows,
                                              first_batch, n_batches, step, &losses[0],
@@ -500,6 +509,8 @@ cdef class StepRunner:
                 done = train_batches[float](&self.plan, <const float*>X_, y_, order_, n_rows,
                                             first_batch, n_batches, step, &losses[0],
                                             &correct[0], stop_on_nan, &bad)
+            if one_thread:
+                one_thread_end(threads)
             cnet_fp_flush_end(mode)
         self.optimizer.step_count += done
         return done, bad
