@@ -21,23 +21,47 @@ cdef double BCE_GRAD_EPS = 1e-12
 
 cdef extern from "kernels.h" nogil:
     void cnet_exp_shifted_f32(float* y, const float* x, float shift, Py_ssize_t n)
+    void cnet_exp_nonpositive_inplace_f32(float* y, Py_ssize_t n)
+
+
+cdef inline double row_max(const floating* x, Py_ssize_t classes) noexcept nogil:
+    cdef Py_ssize_t c
+    cdef double m = x[0]
+    for c in range(1, classes):
+        if x[c] > m:
+            m = x[c]
+    return m
+
+
+cdef void exp_rows_f32(float* e, const float* x, Py_ssize_t rows,
+                       Py_ssize_t classes) noexcept nogil:
+    """e = exp(x - each row's max) for a block of short rows: the shifts row by row, then
+    one vectorised pass over the block (one call per 10-class row cost more than the
+    exponentials; the same float32 arithmetic as exp_row)."""
+    cdef Py_ssize_t i, c
+    cdef float m
+    for i in range(rows):
+        m = <float>row_max(x + i * classes, classes)
+        for c in range(classes):
+            e[i * classes + c] = x[i * classes + c] - m
+    cnet_exp_nonpositive_inplace_f32(e, rows * classes)
 
 
 cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), or NULL
                            const floating* x,        # (C,)
-                           Py_ssize_t classes, double* row_max) noexcept nogil:
-    """Σ_c exp(x[c] - max x), with max x in row_max: log of it is the row's log-sum-exp
+                           Py_ssize_t classes, double* max_out,
+                           bint done) noexcept nogil:
+    """Σ_c exp(x[c] - max x), with max x in max_out: log of it is the row's log-sum-exp
     less the max, the softmax is e / the sum. In float32 with e given, the exponentials
-    are kernels.h's vectorised ones (within about 1 ulp; libm's do not vectorise)."""
+    are kernels.h's vectorised ones (within about 1 ulp; libm's do not vectorise). done:
+    e already holds them (exp_rows_f32), only the sum is left."""
     cdef Py_ssize_t c
-    cdef double m = x[0], s = 0, v
-    for c in range(1, classes):
-        if x[c] > m:
-            m = x[c]
-    row_max[0] = m
+    cdef double m = row_max(x, classes), s = 0, v
+    max_out[0] = m
     if floating is float:
         if e != NULL:
-            cnet_exp_shifted_f32(e, x, <float>m, classes)
+            if not done:
+                cnet_exp_shifted_f32(e, x, <float>m, classes)
             for c in range(classes):
                 s += e[c]
             return s
@@ -73,6 +97,11 @@ cdef double softmax_cross_entropy_ptr(floating* dlogits,        # (B, C) out, or
     # overflow) instead of a log per row, which was 5% of a small network's step.
     cdef bint per_row = losses != NULL or weight != NULL
     cdef double product = 1, logs = 0
+    cdef bint block = False         # short float32 rows: the exponentials in one pass
+    if floating is float:
+        if dlogits != NULL and classes < 16:
+            exp_rows_f32(dlogits, logits, batch, classes)
+            block = True
     if weight != NULL:
         wsum = 0
         for c in range(classes):
@@ -96,7 +125,7 @@ cdef double softmax_cross_entropy_ptr(floating* dlogits,        # (B, C) out, or
         y = <Py_ssize_t>target[i]
         # s = Σ exp(x - max) (each term kept in dlogits for the gradient) and
         # wx = Σ w[c] (x[c] - max); -log p_c = log(s) - (x[c] - max).
-        s = exp_row(g, x, classes, &m)
+        s = exp_row(g, x, classes, &m, block)
         wx = 0
         if label_smoothing != 0:
             for c in range(classes):
@@ -157,7 +186,7 @@ cdef double soft_cross_entropy_ptr(floating* dlogits,          # (B, C) out, or 
         t = target + i * classes
         if dlogits != NULL:
             g = dlogits + i * classes
-        s = exp_row(g, x, classes, &m)
+        s = exp_row(g, x, classes, &m, False)
         lse = log(s)
         wq_sum = 0
         row_loss = 0

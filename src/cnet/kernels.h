@@ -296,6 +296,13 @@ CNET_KERNEL void cnet_exp_shifted_f32(float *y, const float *x, float shift, ptr
         y[i] = cnet_exp_nonpositive_f32(x[i] - shift);
 }
 
+/* y = e^y in place, y <= 0: a block of short softmax rows already shifted by their maxima. */
+CNET_KERNEL void cnet_exp_nonpositive_inplace_f32(float *restrict y, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        y[i] = cnet_exp_nonpositive_f32(y[i]);
+}
+
 CNET_ADAM(float, f32, sqrtf)
 CNET_ADAM(double, f64, sqrt)
 CNET_SGD(float, f32)
