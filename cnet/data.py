@@ -377,7 +377,8 @@ def load_npz(path, x_key="X", y_key="y"):
     """Read ``(X, y)`` from a NumPy ``.npz`` archive (``np.savez``), with pickles refused.
 
     The arrays keep the dtype they were saved with. ``y_key=None`` returns ``y=None``. A key
-    that is not in the archive raises ValueError listing the keys that are.
+    that is not in the archive raises ValueError listing the keys that are; so does an array
+    whose header declares more data than the archive holds for it, before any allocation.
     """
     for argument, key in (("x_key", x_key), ("y_key", y_key)):
         if not isinstance(key, str) and not (key is None and argument == "y_key"):
@@ -395,6 +396,9 @@ def load_npz(path, x_key="X", y_key="y"):
                 present = ", ".join(map(repr, archive.files)) or "no arrays"
                 raise ValueError(f"{argument}: {path} has no array {key!r}; it holds {present}")
         try:
+            for key in (x_key, y_key):
+                if key is not None:
+                    _check_member_size(path, archive.zip, key + ".npy")
             X = archive[x_key]
             y = None if y_key is None else archive[y_key]
         except unreadable as exc:   # a damaged member, or object arrays (pickles)
@@ -408,6 +412,37 @@ def load_npz(path, x_key="X", y_key="y"):
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
     return X, y
+
+
+# Deflate expands at most 1032:1, so a member declaring more bytes than that is lying.
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _check_member_size(path, zip_file, name):
+    """Before NumPy allocates a member's array: the shape its header declares must match the
+    bytes the member holds, and those the bytes the archive stores, so that a crafted file
+    cannot make load_npz allocate more memory than its size accounts for."""
+    if name not in zip_file.namelist():
+        return                      # a member without .npy: NpzFile reports it as raw bytes
+    info = zip_file.getinfo(name)
+    stored_limit = info.compress_size * (_MAX_DEFLATE_RATIO
+                                         if info.compress_type == zipfile.ZIP_DEFLATED else 1)
+    with zip_file.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"{path}: array {name[:-4]!r} is in .npy format {version}; "
+                             "expected 1.0 or 2.0 (as np.savez writes)")
+        shape, _, dtype = read_header(member)
+        header = member.tell()
+    declared = math.prod(shape) * dtype.itemsize
+    if dtype.hasobject:
+        return                      # refused later, without allocating, as a pickle
+    if header + declared != info.file_size or info.file_size > stored_limit + 1024:
+        raise ValueError(f"{path}: array {name[:-4]!r} declares shape {shape} of {dtype} "
+                         f"({declared} bytes) but the archive holds {info.file_size} bytes "
+                         f"for it ({info.compress_size} stored)")
 
 
 def _check_lengths(X, y):

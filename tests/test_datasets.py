@@ -582,3 +582,33 @@ def test_package_exports():
         assert name in data.__all__ and callable(getattr(data, name))
     for mirror in data.MNIST_MIRRORS + data.FASHION_MNIST_MIRRORS:
         assert mirror.startswith(("https://", "http://")) and mirror.endswith("/")
+
+
+def _npz_with_header(path, shape, compress):
+    """An .npz whose X member declares `shape` (float64) but holds 8 bytes of data."""
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": shape})
+    buffer.write(np.zeros(1).tobytes())
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        z.writestr("X.npy", buffer.getvalue())
+        with z.open("y.npy", "w") as member:
+            np.lib.format.write_array(member, np.zeros(1))
+    return path
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("shape", [(10**12,), (2**31, 2**31), (2,)])
+def test_npz_member_declaring_more_than_it_holds_is_refused_before_allocating(
+        tmp_path, shape, compress):
+    path = _npz_with_header(tmp_path / "d.npz", shape, compress)
+    with pytest.raises(ValueError, match=r"declares shape .* but the archive holds"):
+        load_npz(path)
+
+
+def test_npz_member_whose_size_fits_its_header_still_loads(tmp_path):
+    path = _npz_with_header(tmp_path / "d.npz", (1,), compress=True)
+    X, y = load_npz(path)
+    assert X.tolist() == [0.0] and y.tolist() == [0.0]
