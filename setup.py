@@ -27,8 +27,11 @@ if os.name == "nt":
 else:
     # -fno-math-errno lets sqrt vectorise; never -ffast-math, which breaks NaN checks.
     # -g0 overrides the -g in Python's own CFLAGS: debug information would make the wheel
-    # several times larger.
-    compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-g0"]
+    # several times larger. A -g in the CFLAGS environment variable is kept (sanitizer
+    # builds, whose reports then name source lines).
+    keep_debug_info = "-g" in os.environ.get("CFLAGS", "").split()
+    compile_args = (["-O0", "-g"] if DEBUG else
+                    ["-O3", "-fno-math-errno"] + ([] if keep_debug_info else ["-g0"]))
 
 extensions = [
     Extension(
