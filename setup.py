@@ -29,7 +29,8 @@ else:
     # -g0 overrides the -g in Python's own CFLAGS: debug information would make the wheel
     # several times larger. A -g in the CFLAGS environment variable is kept (sanitizer
     # builds, whose reports then name source lines).
-    keep_debug_info = "-g" in os.environ.get("CFLAGS", "").split()
+    keep_debug_info = any(flag.startswith("-g") and flag != "-g0"
+                          for flag in os.environ.get("CFLAGS", "").split())
     compile_args = (["-O0", "-g"] if DEBUG else
                     ["-O3", "-fno-math-errno"] + ([] if keep_debug_info else ["-g0"]))
 

@@ -162,6 +162,8 @@ def gap(measured, target, at_least):
     """How far a missed target is: the factor still to gain (≥ targets) or to lose (≤)."""
     if measured is None or (measured >= target if at_least else measured <= target):
         return ""
+    if measured == 0:
+        return "∞× short"
     return f"{target / measured:.2f}× short" if at_least else f"{measured / target:.2f}× over"
 
 

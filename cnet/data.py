@@ -368,7 +368,7 @@ def _as_dtype(path, values, dtype):
     if overflow.any():
         row = np.argwhere(overflow)[0]
         value = float(values[tuple(row)])
-        raise ValueError(f"{path}: {value!r} in data row {row[0]} does not fit {dtype} "
+        raise ValueError(f"{path}: {value!r} in data row {row[0] + 1} does not fit {dtype} "
                          f"(largest {np.finfo(dtype).max:g})")
     return cast
 
@@ -425,6 +425,10 @@ def _check_member_size(path, zip_file, name):
     if name not in zip_file.namelist():
         return                      # a member without .npy: NpzFile reports it as raw bytes
     info = zip_file.getinfo(name)
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ValueError(f"{path}: array {name[:-4]!r} is compressed with zip method "
+                         f"{info.compress_type}; expected stored or deflate (np.savez, "
+                         f"np.savez_compressed)")
     stored_limit = info.compress_size * (_MAX_DEFLATE_RATIO
                                          if info.compress_type == zipfile.ZIP_DEFLATED else 1)
     with zip_file.open(name) as member:

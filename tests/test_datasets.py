@@ -421,7 +421,7 @@ def test_csv_label_by_index(tmp_path, label_column, expected):
 @pytest.mark.parametrize("label_column", [None, -1])
 def test_csv_value_too_large_for_the_dtype_is_an_error(tmp_path, label_column):
     path = write_text(tmp_path / "d.csv", "1,2,0\n3,1e300,1\n")
-    with pytest.raises(ValueError, match=r"1e\+300 in data row 1 does not fit float32"):
+    with pytest.raises(ValueError, match=r"1e\+300 in data row 2 does not fit float32"):
         load_csv(path, label_column=label_column)
     X, _ = load_csv(path, label_column=label_column, dtype="float64")   # fits there
     assert X[1, 1] == 1e300
@@ -612,3 +612,16 @@ def test_npz_member_whose_size_fits_its_header_still_loads(tmp_path):
     path = _npz_with_header(tmp_path / "d.npz", (1,), compress=True)
     X, y = load_npz(path)
     assert X.tolist() == [0.0] and y.tolist() == [0.0]
+
+
+def test_npz_member_compressed_another_way_is_refused_by_name(tmp_path):
+    import zipfile
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.ones((2, 3)), y=np.zeros(2))
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp_path / "b.npz", "w",
+                                                        zipfile.ZIP_BZIP2) as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    with pytest.raises(ValueError, match="compressed with zip method 12; expected stored or "
+                                         "deflate"):
+        load_npz(tmp_path / "b.npz")

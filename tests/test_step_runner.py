@@ -41,6 +41,22 @@ def test_update_inside_backward_equals_update_after_it(name, dtype):
     assert_array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_per_layer_updates_match_optimizer_step(name):
+    """The spans cut per layer cover exactly the groups' parameters with each group's
+    hyper-parameters: fit agrees with backward + optimizer.step() batch by batch."""
+    from helpers import train_manually
+    fitted, X, y = model_and_data()
+    manual = model_and_data()[0]
+    Trainer(fitted, CrossEntropyLoss(),
+            getattr(optim, name)(groups_cutting_layers(fitted), lr=0.05)).fit(
+        X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    train_manually(manual, getattr(optim, name)(groups_cutting_layers(manual), lr=0.05),
+                   CrossEntropyLoss(), X, y, batch_size=8, epochs=2)
+    assert_allclose(fitted.flat_data, manual.flat_data, rtol=1e-12, atol=1e-14)
+    assert not np.array_equal(fitted.flat_data, model_and_data()[0].flat_data)
+
+
 def test_op_spans_cut_group_spans_at_parameters():
     # Two ops: op 0 owns [0, 10) and [10, 13), op 2 owns [13, 20).
     ranges = [(0, 0, 10), (0, 10, 3), (2, 13, 7)]
@@ -133,6 +149,35 @@ def test_products_agree_under_any_thread_threshold(threshold, dtype):
     assert_allclose(out, a @ b.T, rtol=rtol, atol=rtol)
 
 
+def test_concurrent_single_threaded_products_leave_the_blas_thread_count_as_it_was():
+    """The one-thread setting is process-wide in scipy's OpenBLAS: two threads toggling it
+    around their products must not leave it at 1 when both are done."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threading
+
+    def count():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                if p["user_api"] == "blas" and "scipy_openblas" in p["filepath"]
+                and "64_" not in p["filepath"]]
+    before = count()
+    a, b = np.ones((96, 96), np.float32), np.ones((96, 96), np.float32)
+
+    def work():
+        out = np.empty((96, 96), np.float32)   # long enough for the threads to overlap
+        for _ in range(1000):
+            _blas.matmul(out, a, b)
+    previous = cnet.set_threaded_min_work(1 << 40)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        cnet.set_threaded_min_work(previous)
+    assert count() == before
+
+
 def test_single_threaded_products_restore_the_blas_thread_count():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     scipy_blas = [p for p in threadpoolctl.threadpool_info()
@@ -143,14 +188,14 @@ def test_single_threaded_products_restore_the_blas_thread_count():
     before = scipy_blas[0]["num_threads"]
     previous = cnet.set_threaded_min_work(1 << 40)
     try:
-        out = np.empty((64, 64), np.float32)
-        _blas.matmul(out, np.ones((64, 64), np.float32), np.ones((64, 64), np.float32))
+        out = np.empty((96, 96), np.float32)
+        _blas.matmul(out, np.ones((96, 96), np.float32), np.ones((96, 96), np.float32))
     finally:
         cnet.set_threaded_min_work(previous)
     after = [p for p in threadpoolctl.threadpool_info()
              if p["filepath"] == scipy_blas[0]["filepath"]][0]["num_threads"]
     assert after == before
-    assert_array_equal(out, 64)
+    assert_array_equal(out, 96)   # 96^3 multiply-adds: over OpenBLAS's own one-thread limit
 
 
 @pytest.mark.parametrize("bad, error", [(-1, ValueError), (2**63, ValueError), (1.5, TypeError),

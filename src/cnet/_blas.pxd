@@ -5,5 +5,5 @@ cdef void gemm(floating* c, const floating* a, const floating* b,
                int m, int n, int k, bint trans_a, bint trans_b,
                floating alpha, floating beta) noexcept nogil
 
-cdef int one_thread_begin() noexcept nogil
-cdef void one_thread_end(int previous) noexcept nogil
+cdef void one_thread_begin() noexcept nogil
+cdef void one_thread_end() noexcept nogil

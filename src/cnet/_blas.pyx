@@ -6,8 +6,9 @@ call ?gemm with the operands swapped and each leading dimension set to the store
 row length.
 
 Threads: products of fewer than `threaded_min_work` multiply-adds (default 2^22, about
-50 µs on one core) run on the calling thread alone, through OpenBLAS's thread-local
-setting (OpenBLAS >= 0.3.27; other BLAS libraries decide for themselves). Measured on a
+50 µs on one core) run on one thread, through openblas_set_num_threads_local (OpenBLAS >=
+0.3.27; other BLAS libraries decide for themselves), which in scipy's pthreads build sets
+the count for the whole process: see one_thread_begin. Measured on a
 2-core machine, each product alone: a (64, 784) x (784, 128) product takes 152 µs on one
 thread and 90 µs on two, but a (64, 128) x (128, 64) one 14 and 10.5 µs, and the smaller
 ones of an mnist step gain nothing, while each threaded product costs its worker thread
@@ -20,6 +21,8 @@ import numbers
 
 import numpy as np
 
+from cpython.pythread cimport (PyThread_acquire_lock, PyThread_allocate_lock,
+                               PyThread_release_lock, PyThread_type_lock, WAIT_LOCK)
 from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -62,7 +65,7 @@ def set_threaded_min_work(work):
 
 def threaded_products(work):
     """Whether a product of `work` multiply-adds may use more than one BLAS thread."""
-    return THREAD_CONTROL and work >= threaded_min_work
+    return THREAD_CONTROL and 0 < work and work >= threaded_min_work
 
 
 def set_thread_autotune(mode):
@@ -88,15 +91,38 @@ thread_autotune = False
 THREAD_CONTROL = _bind_thread_control()
 
 
-cdef int one_thread_begin() noexcept nogil:
-    """The calling thread's BLAS calls run on it alone until one_thread_end(the value
-    returned), which restores its previous thread count."""
-    return set_local_threads(1) if set_local_threads != NULL else 0
+# scipy's OpenBLAS is built with pthreads, where openblas_set_num_threads_local sets the
+# count for the whole process, not the calling thread (checked: a second thread sees it).
+# So "one thread" is a process-wide request, counted under a lock: the first request sets
+# the count to 1, the last to end restores it, and concurrent trainers cannot leave it at 1
+# for good. While any request is open, other threads' products run on one thread as well
+# (slower, never wrong).
+cdef PyThread_type_lock one_thread_lock = PyThread_allocate_lock()
+cdef int one_thread_requests = 0
+cdef int threads_before = 0
 
 
-cdef void one_thread_end(int previous) noexcept nogil:
-    if set_local_threads != NULL:
-        set_local_threads(previous)
+cdef void one_thread_begin() noexcept nogil:
+    """BLAS products run on one thread until the matching one_thread_end."""
+    global one_thread_requests, threads_before
+    if set_local_threads == NULL:
+        return
+    PyThread_acquire_lock(one_thread_lock, WAIT_LOCK)
+    if one_thread_requests == 0:
+        threads_before = set_local_threads(1)
+    one_thread_requests += 1
+    PyThread_release_lock(one_thread_lock)
+
+
+cdef void one_thread_end() noexcept nogil:
+    global one_thread_requests
+    if set_local_threads == NULL:
+        return
+    PyThread_acquire_lock(one_thread_lock, WAIT_LOCK)
+    one_thread_requests -= 1
+    if one_thread_requests == 0:
+        set_local_threads(threads_before)
+    PyThread_release_lock(one_thread_lock)
 
 
 cdef void gemm(floating* c,              # (m, n) out
@@ -113,10 +139,13 @@ cdef void gemm(floating* c,              # (m, n) out
     cdef int lda = max(1, m if trans_a else k)
     cdef int ldb = max(1, k if trans_b else n)
     cdef int ldc = n
-    cdef int previous = 0
-    cdef bint alone = set_local_threads != NULL and <long long>m * n * k < threaded_min_work
+    cdef long long work = <long long>m * n * k
+    # OpenBLAS keeps products of up to 65536 * 4 multiply-adds on one thread by itself
+    # (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD): no need to ask, or take the lock.
+    cdef bint alone = (set_local_threads != NULL and work > 262144
+                       and work < threaded_min_work)
     if alone:
-        previous = set_local_threads(1)
+        one_thread_begin()
     if floating is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
               &beta, c, &ldc)
@@ -124,7 +153,7 @@ cdef void gemm(floating* c,              # (m, n) out
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
               &beta, c, &ldc)
     if alone:
-        set_local_threads(previous)
+        one_thread_end()
 
 
 def matmul(floating[:, ::1] out, const floating[:, ::1] a, const floating[:, ::1] b,

@@ -99,7 +99,9 @@ def set_flush_denormal(mode):
     """Whether compiled training and inference runs treat denormal floats as zero (the
     default). Denormals (|x| < 1.2e-38 in float32) take a slow path in the CPU's arithmetic
     and appear in training wherever a gradient stays zero, e.g. Adam's first moment of a
-    dead ReLU unit; flushing them changes no result above that size. The mode is set on
+    dead ReLU unit. Flushed, such a moment stops decaying a little above that size (its
+    decrement is itself denormal) or drops to 0, instead of creeping through the
+    denormals: differences below 1e-37 either way. The mode is set on
     the calling thread for the duration of each StepRunner call and restored after it,
     so NumPy and the rest of the program keep IEEE gradual underflow. Returns True where
     the CPU supports it (x86-64 with SSE2, AArch64), as torch.set_flush_denormal does;
@@ -495,22 +497,23 @@ cdef class StepRunner:
         cdef Py_ssize_t n_rows = X.shape[0], done, bad
         cdef long step = self.optimizer.step_count + 1
         cdef uint64_t mode
-        cdef int threads = 0
+        cdef double* losses_ = &losses[0]       # taken here: nothing may raise below
+        cdef int64_t* correct_ = &correct[0]
         self.refresh_optimizer()
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
             if one_thread:
-                threads = one_thread_begin()
+                one_thread_begin()
             if self.is_double:
                 done = train_batches[double](&self.plan, <const double*>X_, y_, order_, n_rows,
-                                             first_batch, n_batches, step, &losses[0],
-                                             &correct[0], stop_on_nan, &bad)
+                                             first_batch, n_batches, step, losses_,
+                                             correct_, stop_on_nan, &bad)
             else:
                 done = train_batches[float](&self.plan, <const float*>X_, y_, order_, n_rows,
-                                            first_batch, n_batches, step, &losses[0],
-                                            &correct[0], stop_on_nan, &bad)
+                                            first_batch, n_batches, step, losses_,
+                                            correct_, stop_on_nan, &bad)
             if one_thread:
-                one_thread_end(threads)
+                one_thread_end()
             cnet_fp_flush_end(mode)
         self.optimizer.step_count += done
         return done, bad
@@ -523,19 +526,20 @@ cdef class StepRunner:
         cdef Py_ssize_t rows = X.shape[0], bad
         cdef double loss = 0
         cdef uint64_t mode
+        cdef int64_t* correct_ = &correct[0]    # taken here: nothing may raise below
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
             if self.is_double:
                 bad = gather_batch[double](&self.plan, <const double*>X_, y_, NULL, 0, rows)
                 if bad < 0:
                     loss = forward_loss[double](&self.plan, <double*>self.plan.work, rows,
-                                                &correct[0])
+                                                correct_)
                     backward_pass[double](&self.plan, <double*>self.plan.work, rows, 0)
             else:
                 bad = gather_batch[float](&self.plan, <const float*>X_, y_, NULL, 0, rows)
                 if bad < 0:
                     loss = forward_loss[float](&self.plan, <float*>self.plan.work, rows,
-                                               &correct[0])
+                                               correct_)
                     backward_pass[float](&self.plan, <float*>self.plan.work, rows, 0)
             cnet_fp_flush_end(mode)
         return loss, bad

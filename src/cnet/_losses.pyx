@@ -53,8 +53,10 @@ cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), o
                            bint done) noexcept nogil:
     """Σ_c exp(x[c] - max x), with max x in max_out: log of it is the row's log-sum-exp
     less the max, the softmax is e / the sum. In float32 with e given, the exponentials
-    are kernels.h's vectorised ones (within about 1 ulp; libm's do not vectorise). done:
-    e already holds them (exp_rows_f32), only the sum is left."""
+    are kernels.h's vectorised ones (within about 1 ulp; libm's do not vectorise), without
+    e libm's in double, so a float32 loss computed with and without its gradient can
+    differ in the last bits. done: e already holds them (exp_rows_f32), only the sum is
+    left."""
     cdef Py_ssize_t c
     cdef double m = row_max(x, classes), s = 0, v
     max_out[0] = m
