@@ -66,6 +66,20 @@ def test_cross_entropy_matches_reference(batch, classes, dtype, seed, ignore_ind
     assert_outputs_match(out, expected, dtype)
 
 
+@pytest.mark.parametrize("classes", [3, 10, 15, 16, 100, 130])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_loss_is_the_same_with_or_without_its_gradient(classes, dtype):
+    """evaluate() asks for the loss alone, training for the loss and dlogits: the two must
+    agree to the last bit (short rows, long rows, rows longer than the kernel's chunk)."""
+    rng = np.random.default_rng(classes)
+    logits = (rng.standard_normal((37, classes)) * 3).astype(dtype)
+    target = rng.integers(0, classes, 37)
+    for losses in (None, np.empty(37, dtype)):
+        alone = _losses.softmax_cross_entropy(None, losses, logits, target)
+        with_grad = _losses.softmax_cross_entropy(np.empty_like(logits), losses, logits, target)
+        assert alone == with_grad
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cross_entropy_total_without_per_row_losses_survives_a_huge_product(dtype):
     """Without per-row losses the kernel takes one log of the product of the rows' sums of

@@ -53,12 +53,13 @@ cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), o
                            bint done) noexcept nogil:
     """Σ_c exp(x[c] - max x), with max x in max_out: log of it is the row's log-sum-exp
     less the max, the softmax is e / the sum. In float32 with e given, the exponentials
-    are kernels.h's vectorised ones (within about 1 ulp; libm's do not vectorise), without
-    e libm's in double, so a float32 loss computed with and without its gradient can
-    differ in the last bits. done: e already holds them (exp_rows_f32), only the sum is
-    left."""
-    cdef Py_ssize_t c
+    are kernels.h's vectorised ones (within about 1 ulp; libm's do not vectorise), written
+    to e or, without e, to a small buffer a chunk at a time: the loss is the same to the
+    last bit with or without its gradient. done: e already holds them (exp_rows_f32), only
+    the sum is left."""
+    cdef Py_ssize_t c, start, n
     cdef double m = row_max(x, classes), s = 0, v
+    cdef float chunk[64]
     max_out[0] = m
     if floating is float:
         if e != NULL:
@@ -66,12 +67,18 @@ cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), o
                 cnet_exp_shifted_f32(e, x, <float>m, classes)
             for c in range(classes):
                 s += e[c]
-            return s
-    for c in range(classes):
-        v = exp(x[c] - m)
-        s += v
-        if e != NULL:
-            e[c] = <floating>v
+        else:
+            for start in range(0, classes, 64):
+                n = min(64, classes - start)
+                cnet_exp_shifted_f32(chunk, x + start, <float>m, n)
+                for c in range(n):
+                    s += chunk[c]
+    else:
+        for c in range(classes):
+            v = exp(x[c] - m)
+            s += v
+            if e != NULL:
+                e[c] = <floating>v
     return s
 
 
