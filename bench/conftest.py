@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import cnet
-from cnet import CrossEntropyLoss, Dense, ReLU, Sequential, Trainer, optim
+from cnet import CrossEntropyLoss, Dense, Sequential, Trainer, optim
 from cnet.data import load_digits
 
 # DESIGN.md §6: widths, batch size, data set.
@@ -55,12 +55,7 @@ def _env_int(name, default):
 
 def make_model(widths, seed=0, dtype="float32"):
     """Dense layers of the given widths with ReLU between them (PyTorch's init, seeded)."""
-    layers = []
-    for i in range(len(widths) - 1):
-        layers.append(Dense(widths[i], widths[i + 1]))
-        if i < len(widths) - 2:
-            layers.append(ReLU())
-    return Sequential(*layers, dtype=dtype, seed=seed)
+    return Sequential.mlp(widths, dtype=dtype, seed=seed)
 
 
 def make_trainer(model):
@@ -139,22 +134,26 @@ def settings(pytestconfig):
     )
 
 
+def make_data(name, rows=None):
+    """(X float32 C-contiguous, y int64) of a configuration's data: the digits, or `rows`
+    seeded MNIST-shaped rows ("mnist", "wide")."""
+    if name == "digits":
+        X, y = load_digits()
+        return np.ascontiguousarray(X / 16, dtype=np.float32), y
+    rng = np.random.default_rng(1234 if name == "mnist" else 4321)
+    X = rng.random((rows, 784), dtype=np.float32)   # uniform [0, 1), MNIST-shaped
+    return X, rng.integers(0, 10, rows, dtype=np.int64)
+
+
 @pytest.fixture(scope="session")
 def datasets(settings):
-    """datasets(name) -> (X float32 C-contiguous, y int64), built once per session."""
+    """datasets(name) -> (X, y) of make_data, built once per session."""
     cache = {}
 
     def get(name):
         if name not in cache:
-            if name == "digits":
-                X, y = load_digits()
-                cache[name] = (np.ascontiguousarray(X / 16, dtype=np.float32), y)
-            else:
-                n = settings.mnist_samples if name == "mnist" else settings.wide_samples
-                rng = np.random.default_rng(1234 if name == "mnist" else 4321)
-                X = rng.random((n, 784), dtype=np.float32)   # uniform [0, 1), MNIST-shaped
-                y = rng.integers(0, 10, n, dtype=np.int64)
-                cache[name] = (X, y)
+            rows = settings.mnist_samples if name == "mnist" else settings.wide_samples
+            cache[name] = make_data(name, rows)
         return cache[name]
 
     return get

@@ -13,26 +13,14 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import conftest as bench  # noqa: E402  (the suite's configurations and helpers)
 from test_training import cnet_epoch, gemm_floor_epoch, reference_epoch  # noqa: E402
 
 import cnet  # noqa: E402
-from cnet.data import load_digits  # noqa: E402
 
 EPOCHS = {"cnet": cnet_epoch, "floor": gemm_floor_epoch, "reference": reference_epoch}
 ROWS = {"mnist": 60_000, "wide": 8192}
-
-
-def data(kind):
-    if kind == "digits":
-        X, y = load_digits()
-        return np.ascontiguousarray(X / 16, dtype=np.float32), y
-    rng = np.random.default_rng(1234)
-    n = ROWS[kind]
-    return rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n, dtype=np.int64)
 
 
 def main(argv=None):
@@ -49,7 +37,7 @@ def main(argv=None):
         cnet.set_threaded_min_work(args.threaded_min_work)
     cnet.set_thread_autotune(args.autotune)
     spec = bench.CONFIGS[args.config]
-    X, y = data(spec["data"])
+    X, y = bench.make_data(spec["data"], ROWS.get(spec["data"]))
     epoch = EPOCHS[args.impl](bench.make_model(spec["widths"]), X, y, spec["batch"])
     epoch(0)                                       # warm-up
     wall, cpu = time.perf_counter(), time.process_time()

@@ -196,16 +196,9 @@ def train(args):
 
 
 def _build_model(cnet, n_in, n_out, args):
-    activation = getattr(cnet, ACTIVATIONS[args.activation])
-    sizes = [n_in, *args.hidden, n_out]
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(cnet.Dense(a, b))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-            if args.dropout > 0:
-                layers.append(cnet.Dropout(args.dropout))
-    return cnet.Sequential(*layers, dtype=args.dtype, seed=args.seed)
+    return cnet.Sequential.mlp([n_in, *args.hidden, n_out],
+                               activation=getattr(cnet, ACTIVATIONS[args.activation]),
+                               dropout=args.dropout, dtype=args.dtype, seed=args.seed)
 
 
 def _build_optimizer(cnet, model, args):

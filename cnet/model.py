@@ -8,7 +8,7 @@ optimizer step is one loop over two flat arrays and a checkpoint is one vector.
 import numpy as np
 
 from cnet._validation import as_generator, as_matrix, resolve_dtype
-from cnet.layers import Layer
+from cnet.layers import Dense, Dropout, Layer, ReLU
 
 __all__ = ["Parameter", "Sequential"]
 
@@ -59,6 +59,39 @@ class Sequential:
             width = layer.output_width(width)
         self.out_features = width
         self._allocate(as_generator("seed", seed))
+
+    @classmethod
+    def mlp(cls, widths, activation=ReLU, dropout=0.0, init="torch", dtype="float32",
+            seed=None):
+        """A multi-layer perceptron: Dense layers of the given widths (input first, output
+        last), each hidden one followed by `activation()` (a layer class; None for none)
+        and, when dropout > 0, Dropout(dropout).
+
+        >>> model = Sequential.mlp((784, 128, 64, 10), seed=0)   # Dense-ReLU-Dense-ReLU-Dense
+        """
+        try:
+            widths = list(widths)
+        except TypeError:
+            raise TypeError(f"widths: expected a sequence of layer widths, "
+                            f"got {widths!r}") from None
+        if len(widths) < 2:
+            raise ValueError(f"widths: expected an input and an output width at least, "
+                             f"got {widths}")
+        if activation is not None and not (isinstance(activation, type)
+                                           and issubclass(activation, Layer)):
+            raise TypeError(f"activation: expected a cnet layer class (e.g. cnet.ReLU) or "
+                            f"None, got {activation!r}")
+        if dropout:
+            Dropout(dropout)            # checks the probability before any layer is built
+        layers = []
+        for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(Dense(fan_in, fan_out, init=init))
+            if i < len(widths) - 2:
+                if activation is not None:
+                    layers.append(activation())
+                if dropout:
+                    layers.append(Dropout(dropout))
+        return cls(*layers, dtype=dtype, seed=seed)
 
     def _allocate(self, rng):
         """One flat array for the parameters, one for their gradients, one for buffers

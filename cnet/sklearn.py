@@ -264,13 +264,8 @@ class _BaseMLP(BaseEstimator):
 
     def _build(self, layer_units, activation, dtype):
         """The Sequential for these widths: Dense layers with `activation` between them."""
-        act = _ACTIVATIONS[activation]
-        layers = []
-        for i, (fan_in, fan_out) in enumerate(zip(layer_units[:-1], layer_units[1:])):
-            if i and act is not None:
-                layers.append(act())
-            layers.append(Dense(fan_in, fan_out, init="zeros"))
-        return Sequential(*layers, dtype=dtype)
+        return Sequential.mlp(layer_units, activation=_ACTIVATIONS[activation], init="zeros",
+                              dtype=dtype)
 
     def _dense_layers(self):
         return [layer for layer in self.model_.layers if isinstance(layer, Dense)]

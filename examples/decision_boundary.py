@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 
 import cnet
-from cnet import CrossEntropyLoss, Dense, Sequential, Tanh, Trainer
+from cnet import CrossEntropyLoss, Sequential, Tanh, Trainer
 
 
 def two_moons(n=400, noise=0.15, seed=0):
@@ -29,11 +29,7 @@ def main(epochs=200, seed=0, verbose=True, plot=None):
     X, y = two_moons(seed=seed)
     results = {}
     for name, hidden in (("linear", []), ("mlp", [16, 16])):
-        sizes = [2, *hidden, 2]
-        layers = []
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [Dense(a, b), Tanh()]
-        model = Sequential(*layers[:-1], seed=seed)
+        model = Sequential.mlp([2, *hidden, 2], activation=Tanh, seed=seed)
         trainer = Trainer(model, CrossEntropyLoss(), cnet.optim.Adam(model.parameters(), lr=0.02))
         trainer.fit(X, y, epochs=epochs, batch_size=32, seed=seed, verbose=0)
         results[name] = (trainer, trainer.evaluate(X, y)["accuracy"])

@@ -4,7 +4,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 import cnet
-from cnet import CrossEntropyLoss, Dense, LeakyReLU, MSELoss, ReLU, Sequential, Sigmoid, Tanh
+from cnet import (CrossEntropyLoss, Dense, Dropout, LeakyReLU, MSELoss, ReLU, Sequential,
+                  Sigmoid, Tanh)
 from helpers import check_model_gradients
 
 
@@ -141,3 +142,36 @@ def test_step_layer_forward_only():
 def test_unbound_dense_explains_itself():
     with pytest.raises(ValueError, match="Sequential"):
         Dense(2, 3)(np.ones((1, 2), np.float32))
+
+
+def test_mlp_builds_dense_layers_with_activation_and_dropout_between():
+    model = Sequential.mlp((6, 5, 4, 3), activation=Tanh, dropout=0.25, dtype="float64", seed=1)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Dense", "Tanh", "Dropout", "Dense", "Tanh", "Dropout", "Dense"]
+    assert [(l.in_features, l.out_features) for l in model.layers if isinstance(l, Dense)] \
+        == [(6, 5), (5, 4), (4, 3)]
+    assert model.layers[2].p == 0.25 and model.dtype == np.float64
+    same = Sequential(Dense(6, 5), Tanh(), Dropout(0.25), Dense(5, 4), Tanh(), Dropout(0.25),
+                      Dense(4, 3), dtype="float64", seed=1)
+    np.testing.assert_array_equal(model.flat_data, same.flat_data)   # same layout and init
+
+
+def test_mlp_without_activation_and_with_zero_init():
+    model = Sequential.mlp([3, 2], activation=None, init="zeros")
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense"]
+    assert not model.flat_data.any()
+    relu = Sequential.mlp([3, 4, 2])
+    assert [type(layer).__name__ for layer in relu.layers] == ["Dense", "ReLU", "Dense"]
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(widths=[3]), ValueError, "widths: expected an input and an output width"),
+    (dict(widths=5), TypeError, "widths: expected a sequence"),
+    (dict(widths=[3, 0]), ValueError, "out_features"),
+    (dict(widths=[3, 2], activation="relu"), TypeError, "activation: expected a cnet layer"),
+    (dict(widths=[3, 2], activation=ReLU()), TypeError, "activation: expected a cnet layer"),
+    (dict(widths=[3, 4, 2], dropout=1.5), ValueError, "p: expected a probability"),
+])
+def test_mlp_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Sequential.mlp(**kwargs)

@@ -15,13 +15,7 @@ def digits(n=None):
 
 
 def mlp(dtype="float64", seed=0, hidden=(32,), act=ReLU):
-    widths = (64, *hidden, 10)
-    layers = []
-    for i in range(len(widths) - 1):
-        layers.append(Dense(widths[i], widths[i + 1]))
-        if i < len(widths) - 2:
-            layers.append(act())
-    return Sequential(*layers, dtype=dtype, seed=seed)
+    return Sequential.mlp((64, *hidden, 10), activation=act, dtype=dtype, seed=seed)
 
 
 def train_both(model, X, y, batch_size, seed, epochs=1, lr=1e-3):
