@@ -149,17 +149,23 @@ def test_products_agree_under_any_thread_threshold(threshold, dtype):
     assert_allclose(out, a @ b.T, rtol=rtol, atol=rtol)
 
 
+def scipy_blas_threads():
+    """The thread count of the OpenBLAS that scipy (and so cnet) calls; skips the test
+    where there is none with the thread control cnet uses."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    counts = [p["num_threads"] for p in threadpoolctl.threadpool_info()
+              if p["user_api"] == "blas" and "scipy_openblas" in p["filepath"]
+              and "64_" not in p["filepath"]]      # NumPy's own is scipy_openblas64_
+    if not counts or not _blas.THREAD_CONTROL:
+        pytest.skip("scipy's BLAS is not an OpenBLAS with thread control")
+    return counts[0]
+
+
 def test_concurrent_single_threaded_products_leave_the_blas_thread_count_as_it_was():
     """The one-thread setting is process-wide in scipy's OpenBLAS: two threads toggling it
     around their products must not leave it at 1 when both are done."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
     import threading
-
-    def count():
-        return [p["num_threads"] for p in threadpoolctl.threadpool_info()
-                if p["user_api"] == "blas" and "scipy_openblas" in p["filepath"]
-                and "64_" not in p["filepath"]]
-    before = count()
+    before = scipy_blas_threads()
     a, b = np.ones((96, 96), np.float32), np.ones((96, 96), np.float32)
 
     def work():
@@ -175,26 +181,18 @@ def test_concurrent_single_threaded_products_leave_the_blas_thread_count_as_it_w
             t.join()
     finally:
         cnet.set_threaded_min_work(previous)
-    assert count() == before
+    assert scipy_blas_threads() == before
 
 
 def test_single_threaded_products_restore_the_blas_thread_count():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    scipy_blas = [p for p in threadpoolctl.threadpool_info()
-                  if p["user_api"] == "blas" and "scipy_openblas" in p["filepath"]
-                  and "64_" not in p["filepath"]]
-    if not scipy_blas or not _blas.THREAD_CONTROL:
-        pytest.skip("scipy's BLAS is not an OpenBLAS with thread-local control")
-    before = scipy_blas[0]["num_threads"]
+    before = scipy_blas_threads()
     previous = cnet.set_threaded_min_work(1 << 40)
     try:
         out = np.empty((96, 96), np.float32)
         _blas.matmul(out, np.ones((96, 96), np.float32), np.ones((96, 96), np.float32))
     finally:
         cnet.set_threaded_min_work(previous)
-    after = [p for p in threadpoolctl.threadpool_info()
-             if p["filepath"] == scipy_blas[0]["filepath"]][0]["num_threads"]
-    assert after == before
+    assert scipy_blas_threads() == before
     assert_array_equal(out, 96)   # 96^3 multiply-adds: over OpenBLAS's own one-thread limit
 
 

@@ -31,6 +31,9 @@ from cnet._memview cimport ptr2, cptr2
 ctypedef int (*set_threads_t)(int) noexcept nogil
 cdef set_threads_t set_local_threads = NULL
 cdef long long threaded_min_work = 1 << 22
+# OpenBLAS keeps products of up to 65536 * 4 multiply-adds on one thread by itself
+# (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD): no need to ask, or take the lock.
+cdef long long OPENBLAS_ONE_THREAD_MAX = 262144
 
 
 def _bind_thread_control():
@@ -65,7 +68,7 @@ def set_threaded_min_work(work):
 
 def threaded_products(work):
     """Whether a product of `work` multiply-adds may use more than one BLAS thread."""
-    return THREAD_CONTROL and 0 < work and work >= threaded_min_work
+    return THREAD_CONTROL and work > OPENBLAS_ONE_THREAD_MAX and work >= threaded_min_work
 
 
 def set_thread_autotune(mode):
@@ -140,9 +143,7 @@ cdef void gemm(floating* c,              # (m, n) out
     cdef int ldb = max(1, k if trans_b else n)
     cdef int ldc = n
     cdef long long work = <long long>m * n * k
-    # OpenBLAS keeps products of up to 65536 * 4 multiply-adds on one thread by itself
-    # (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD): no need to ask, or take the lock.
-    cdef bint alone = (set_local_threads != NULL and work > 262144
+    cdef bint alone = (set_local_threads != NULL and work > OPENBLAS_ONE_THREAD_MAX
                        and work < threaded_min_work)
     if alone:
         one_thread_begin()
