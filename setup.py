@@ -40,7 +40,8 @@ extensions = [
         [str(pyx)],
         include_dirs=["src/cnet"],
         depends=[str(h) for h in Path("src/cnet").glob("*.h")],
-        extra_compile_args=compile_args,
+        extra_compile_args=compile_args + ([] if os.name == "nt" else ["-pthread"]),
+        extra_link_args=[] if os.name == "nt" else ["-pthread"],   # the step runner's team
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for pyx in sorted(Path("src/cnet").glob("*.pyx"))

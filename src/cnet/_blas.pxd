@@ -7,3 +7,9 @@ cdef void gemm(floating* c, const floating* a, const floating* b,
 
 cdef void one_thread_begin() noexcept nogil
 cdef void one_thread_end() noexcept nogil
+
+cdef void gemm_ld(floating* c, int ldc, const floating* a, int lda, const floating* b,
+                  int ldb, int m, int n, int k, bint trans_a, bint trans_b,
+                  floating alpha, floating beta) noexcept nogil
+
+cdef int blas_threads() noexcept nogil

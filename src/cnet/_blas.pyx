@@ -29,7 +29,9 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 from cnet._memview cimport ptr2, cptr2
 
 ctypedef int (*set_threads_t)(int) noexcept nogil
+ctypedef int (*get_threads_t)() noexcept nogil
 cdef set_threads_t set_local_threads = NULL
+cdef get_threads_t get_threads = NULL
 cdef long long threaded_min_work = 1 << 22
 # OpenBLAS keeps products of up to 65536 * 4 multiply-adds on one thread by itself
 # (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD): no need to ask, or take the lock.
@@ -37,20 +39,36 @@ cdef long long OPENBLAS_ONE_THREAD_MAX = 262144
 
 
 def _bind_thread_control():
-    """Find OpenBLAS's openblas_set_num_threads_local in the BLAS scipy links to."""
-    global set_local_threads
+    """Find OpenBLAS's openblas_set_num_threads_local and openblas_get_num_threads in the
+    BLAS scipy links to."""
+    global set_local_threads, get_threads
     import ctypes
     import scipy.linalg.cython_blas
     try:
         library = ctypes.CDLL(scipy.linalg.cython_blas.__file__)
     except OSError:
         return False
-    for name in ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"):
-        function = getattr(library, name, None)
-        if function is not None:
-            set_local_threads = <set_threads_t><size_t>ctypes.cast(function, ctypes.c_void_p).value
-            return True
-    return False
+
+    def find(*names):
+        for name in names:
+            function = getattr(library, name, None)
+            if function is not None:
+                return ctypes.cast(function, ctypes.c_void_p).value
+        return 0
+
+    get_threads = <get_threads_t><size_t>find("openblas_get_num_threads",
+                                      "scipy_openblas_get_num_threads")
+    set_local_threads = <set_threads_t><size_t>find("openblas_set_num_threads_local",
+                                            "scipy_openblas_set_num_threads_local")
+    if get_threads == NULL:
+        set_local_threads = NULL
+    return set_local_threads != NULL
+
+
+cdef int blas_threads() noexcept nogil:
+    """The threads the BLAS may use now (1 while a one-thread request is open, or where
+    cnet cannot control them): the step runner's team is at most this large."""
+    return get_threads() if set_local_threads != NULL else 1
 
 
 def set_threaded_min_work(work):
@@ -134,17 +152,28 @@ cdef void gemm(floating* c,              # (m, n) out
                int m, int n, int k, bint trans_a, bint trans_b,
                floating alpha, floating beta) noexcept nogil:
     """c = alpha * op(a) @ op(b) + beta * c, all arrays contiguous and row-major."""
+    gemm_ld(c, n, a, m if trans_a else k, b, k if trans_b else n, m, n, k, trans_a, trans_b,
+            alpha, beta)
+
+
+cdef void gemm_ld(floating* c, int ldc, const floating* a, int lda, const floating* b,
+                  int ldb, int m, int n, int k, bint trans_a, bint trans_b,
+                  floating alpha, floating beta) noexcept nogil:
+    """As gemm, on row-major blocks of larger matrices: each operand's rows are ld? elements
+    apart (a block of columns of a wider matrix starts at its first column)."""
     if m == 0 or n == 0:
         return
     cdef char ta = b"T" if trans_a else b"N"
     cdef char tb = b"T" if trans_b else b"N"
     # BLAS rejects a leading dimension of 0 even when that side is empty.
-    cdef int lda = max(1, m if trans_a else k)
-    cdef int ldb = max(1, k if trans_b else n)
-    cdef int ldc = n
+    lda = max(1, lda)
+    ldb = max(1, ldb)
+    ldc = max(1, ldc)
     cdef long long work = <long long>m * n * k
+    # An open request (a team's, or another trainer's) already holds the count at 1; the
+    # unlocked read may be stale, which can only leave one product threaded, never wrong.
     cdef bint alone = (set_local_threads != NULL and work > OPENBLAS_ONE_THREAD_MAX
-                       and work < threaded_min_work)
+                       and work < threaded_min_work and one_thread_requests == 0)
     if alone:
         one_thread_begin()
     if floating is float:

@@ -1,26 +1,64 @@
 """Dense (fully connected) layer: y = x @ weightᵀ + bias, weight stored (out, in) as in PyTorch."""
 from cython cimport floating
 
-from cnet._blas cimport gemm
+from cnet._blas cimport gemm_ld
 from cnet._memview cimport ptr1, ptr2, cptr1, cptr2
 
+# Each function also works on a block of output features [o0, o1) of a wider layer (the
+# step runner's team splits large layers that way): pass y + o0, weight + o0 * in_features,
+# bias + o0, dy + o0 and the block's width as out_features, with ldy = the layer's width.
 
-cdef void dense_forward_ptr(floating* y,              # (B, OUT) out
+
+cdef void dense_forward_ptr(floating* y,              # (B, OUT) out, rows ldy apart
                             const floating* x,        # (B, IN)
                             const floating* weight,   # (OUT, IN)
                             const floating* bias,     # (OUT,) or NULL
-                            int batch, int in_features, int out_features) noexcept nogil:
+                            int batch, int in_features, int out_features,
+                            int ldy) noexcept nogil:
     cdef Py_ssize_t i, j
     cdef floating* row
     cdef floating beta = 0
     if bias != NULL:
         # Seed every row with the bias, then let gemm accumulate onto it (beta = 1).
         for i in range(batch):
-            row = y + i * out_features
+            row = y + i * ldy
             for j in range(out_features):
                 row[j] = bias[j]
         beta = 1
-    gemm(y, x, weight, batch, out_features, in_features, False, True, 1, beta)
+    gemm_ld(y, ldy, x, in_features, weight, in_features, batch, out_features, in_features,
+            False, True, 1, beta)
+
+
+cdef void dense_backward_params_ptr(floating* dweight,        # (OUT, IN) out
+                                    floating* dbias,          # (OUT,) out, or NULL
+                                    const floating* dy,       # (B, OUT), rows ldy apart
+                                    const floating* x,        # (B, IN)
+                                    int batch, int in_features, int out_features, int ldy,
+                                    floating beta) noexcept nogil:
+    """dweight = beta*dweight + dyᵀ x, dbias = beta*dbias + Σ_rows dy."""
+    cdef Py_ssize_t i, j
+    cdef const floating* row
+    gemm_ld(dweight, in_features, dy, ldy, x, in_features, out_features, in_features, batch,
+            True, False, 1, beta)
+    if dbias != NULL:
+        if beta == 0:
+            for j in range(out_features):
+                dbias[j] = 0
+        for i in range(batch):
+            row = dy + i * ldy
+            for j in range(out_features):
+                dbias[j] += row[j]
+
+
+cdef void dense_backward_input_ptr(floating* dx,              # (B, COLS) out, rows ldx apart
+                                   const floating* dy,        # (B, OUT)
+                                   const floating* weight,    # (OUT, COLS), rows ldx apart
+                                   int batch, int cols, int out_features,
+                                   int ldx) noexcept nogil:
+    """dx = dy @ weight for a block of input features: pass dx + c0, weight + c0 and the
+    block's width as cols, with ldx = in_features."""
+    gemm_ld(dx, ldx, dy, out_features, weight, ldx, batch, cols, out_features,
+            False, False, 1, 0)
 
 
 cdef void dense_backward_ptr(floating* dweight,        # (OUT, IN) out
@@ -32,19 +70,11 @@ cdef void dense_backward_ptr(floating* dweight,        # (OUT, IN) out
                              int batch, int in_features, int out_features,
                              floating beta) noexcept nogil:
     """beta = 1 accumulates into dweight/dbias (PyTorch's grad accumulation), 0 overwrites."""
-    cdef Py_ssize_t i, j
-    cdef const floating* row
-    gemm(dweight, dy, x, out_features, in_features, batch, True, False, 1, beta)
-    if dbias != NULL:
-        if beta == 0:
-            for j in range(out_features):
-                dbias[j] = 0
-        for i in range(batch):
-            row = dy + i * out_features
-            for j in range(out_features):
-                dbias[j] += row[j]
+    dense_backward_params_ptr(dweight, dbias, dy, x, batch, in_features, out_features,
+                              out_features, beta)
     if dx != NULL:
-        gemm(dx, dy, weight, batch, in_features, out_features, False, False, 1, 0)
+        dense_backward_input_ptr(dx, dy, weight, batch, in_features, out_features,
+                                 in_features)
 
 
 def dense_forward(floating[:, ::1] y, const floating[:, ::1] x,
@@ -52,7 +82,7 @@ def dense_forward(floating[:, ::1] y, const floating[:, ::1] x,
     """y = x @ weight.T + bias, written into y (B, OUT)."""
     with nogil:
         dense_forward_ptr(ptr2(y), cptr2(x), cptr2(weight), cptr1(bias),
-                          x.shape[0], x.shape[1], weight.shape[0])
+                          x.shape[0], x.shape[1], weight.shape[0], weight.shape[0])
 
 
 def dense_backward(floating[:, ::1] dweight, floating[::1] dbias, floating[:, ::1] dx,

@@ -6,6 +6,11 @@ that a training step touches no Python object: gather the batch (checking finite
 rows pass), forward through every layer, the fused loss and its gradient, backward in
 reverse, and the optimizer's loop over the flat arena. Many steps run per call.
 
+Large dense layers are split by output feature among a team of threads (team.h): each
+thread computes its block of the layer's outputs, its rows of the weight gradient, and
+the optimizer update of those rows, so the weights and optimizer state of a block stay in
+one core's cache from step to step; the rest of the step runs on the calling thread.
+
 Workspace layout (one flat array): the gathered batch (B, in), then each layer's output
 (B, width), then two gradient buffers (B, max width) used in turn, then float targets.
 """
@@ -14,16 +19,21 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
+import numbers
+
 import numpy as np
 
 from cnet._activations cimport activation_backward, activation_forward
 from cnet._batchnorm cimport batchnorm_backward_ptr, batchnorm_forward_ptr
-from cnet._blas cimport one_thread_begin, one_thread_end
-from cnet._dense cimport dense_backward_ptr, dense_forward_ptr
+from cnet._blas cimport blas_threads, one_thread_begin, one_thread_end
+from cnet._dense cimport (dense_backward_input_ptr, dense_backward_params_ptr,
+                          dense_backward_ptr, dense_forward_ptr)
 from cnet._dropout cimport dropout_backward_ptr, dropout_forward_ptr
 from cnet._losses cimport LossConfig, fill_loss_config, loss_ptr
 from cnet._optim cimport (OptimConfig, clip_grad_norm_ptr, fill_optim_config,
                           optimizer_step_ptr)
+
+from cnet import _blas
 
 cdef enum:
     OP_DENSE = 0
@@ -51,11 +61,40 @@ ctypedef struct Op:
     int64_t* num_batches_tracked
     int first_span         # this op's parameters in the optimizer's spans: spans
     int n_spans            # [first_span, first_span + n_spans)
+    int pieces             # Dense: threads sharing it in this call (1: the caller alone)
 
 ctypedef struct Span:
     Py_ssize_t offset      # arena offset
     Py_ssize_t length
     int group              # index into the optimizer configs
+
+cdef enum:
+    TASK_FORWARD = 0           # each thread: its block of a Dense layer's outputs
+    TASK_BACKWARD_INPUT = 1    # its block of columns of d loss / d input
+    TASK_BACKWARD_PARAMS = 2   # its rows of the weight gradient, bias gradient, update
+    TASK_EXIT = 3
+
+ctypedef struct Team:
+    long generation        # bumped by the calling thread to start a phase
+    long finished          # workers done with the current phase
+    int size               # threads, the calling one included
+    int task               # TASK_*
+    int op                 # the Dense op of the phase
+    Py_ssize_t rows
+    const void* inp        # the op's input (op 0: the calling thread's gathered batch)
+    void* grad_out         # d loss / d output of the op
+    void* grad_in          # d loss / d input, written by TASK_BACKWARD_INPUT
+    long step              # > 0: TASK_BACKWARD_PARAMS applies the optimizer update
+    const void* source     # the data the batch was gathered from (NULL: read inp), so
+    const int64_t* order   # workers gather their own copy of op 0's input rather than
+    Py_ssize_t start       # read the calling core's
+    void* copies           # (size - 1) copies of (B, n_in), one per worker
+    bint flush             # flush denormals on the workers as on the calling thread
+
+ctypedef struct Worker:
+    void* plan
+    int index
+    bint is_double
 
 ctypedef struct Plan:
     Op* ops
@@ -78,6 +117,7 @@ ctypedef struct Plan:
     Py_ssize_t n_params
     double max_grad_norm   # clip the gradients' global norm to this when > 0
     bint training          # dropout active, BatchNorm on batch statistics
+    Team* team             # during a call with a team, else NULL
 
 
 cdef extern from "kernels.h" nogil:
@@ -90,6 +130,16 @@ cdef extern from "kernels.h" nogil:
     uint64_t cnet_fp_flush_begin(int on)
     void cnet_fp_flush_end(uint64_t mode)
     int CNET_HAS_FLUSH
+
+cdef extern from "team.h" nogil:
+    ctypedef unsigned long cnet_thread
+    int cnet_thread_start(cnet_thread* thread, void* (*fn)(void*) noexcept nogil, void* arg)
+    void cnet_thread_join(cnet_thread thread)
+    void cnet_atomic_store(long* value, long v)
+    void cnet_atomic_add(long* value, long v)
+    long cnet_wait_change(const long* value, long old)
+    void cnet_wait_equal(const long* value, long target)
+    int CNET_HAS_TEAM
 
 
 cdef bint flush_denormal = CNET_HAS_FLUSH
@@ -118,6 +168,31 @@ def get_flush_denormal():
     return bool(flush_denormal)
 
 
+cdef int team_threads = 0      # set_num_threads; 0: as many as the BLAS may use
+
+
+def set_num_threads(n):
+    """Threads that share each large Dense layer in compiled training and inference (as
+    torch.set_num_threads): None, the default, uses as many as the BLAS may (its own setting:
+    OPENBLAS_NUM_THREADS, threadpoolctl's limits); 1 runs every step on the calling thread.
+    Layers share threads only when their product is large enough (cnet.set_threaded_min_work).
+    Returns the previous setting. Results do not depend on it: each thread computes whole
+    output features, in the same order as one thread would."""
+    global team_threads
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral)):
+        raise TypeError(f"n: expected an int >= 1 or None, got {n!r}")
+    if n is not None and not 1 <= n <= 1024:
+        raise ValueError(f"n: expected an int in [1, 1024] or None, got {n}")
+    previous = get_num_threads()
+    team_threads = 0 if n is None else n
+    return previous
+
+
+def get_num_threads():
+    """The set_num_threads setting (None: follow the BLAS)."""
+    return team_threads or None
+
+
 cdef inline Py_ssize_t gather_rows(floating* dst, const floating* src, const int64_t* order,
                                    Py_ssize_t start, Py_ssize_t rows,
                                    Py_ssize_t width) noexcept nogil:
@@ -141,10 +216,14 @@ cdef void forward_pass(Plan* p, const floating* x, Py_ssize_t rows) noexcept nog
         op = &p.ops[i]
         out = work + op.output
         saved = work + op.saved
-        if op.kind == OP_DENSE:
+        if op.kind == OP_DENSE and op.pieces > 1:
+            p.team.inp = inp
+            p.team.rows = rows
+            run_phase(p, TASK_FORWARD, i, work)
+        elif op.kind == OP_DENSE:
             dense_forward_ptr(out, inp, params + op.weight,
                               params + op.bias if op.bias >= 0 else <floating*>NULL,
-                              <int>rows, <int>op.n_in, <int>op.n_out)
+                              <int>rows, <int>op.n_in, <int>op.n_out, <int>op.n_out)
         elif op.kind == OP_ACTIVATION:
             activation_forward(op.activation, out, inp, rows, op.n_out, op.slope)
         elif op.kind == OP_DROPOUT:
@@ -217,7 +296,20 @@ cdef void backward_pass(Plan* p, floating* x, Py_ssize_t rows, long step) noexce
     for i in range(p.n_ops - 1, -1, -1):
         op = &p.ops[i]
         inp = x if i == 0 else work + p.ops[i - 1].output
-        if op.kind == OP_DENSE:
+        if op.kind == OP_DENSE and op.pieces > 1:
+            p.team.inp = inp
+            p.team.rows = rows
+            p.team.grad_out = grad_out
+            p.team.grad_in = grad_in
+            p.team.step = step
+            if i > 0:
+                run_phase(p, TASK_BACKWARD_INPUT, i, work)
+            run_phase(p, TASK_BACKWARD_PARAMS, i, work)     # updates its own rows
+            swap = grad_out
+            grad_out = grad_in
+            grad_in = swap
+            continue
+        elif op.kind == OP_DENSE:
             dense_backward_ptr(grads + op.weight,
                                grads + op.bias if op.bias >= 0 else <floating*>NULL,
                                grad_in if i > 0 else <floating*>NULL,
@@ -249,19 +341,137 @@ cdef void backward_pass(Plan* p, floating* x, Py_ssize_t rows, long step) noexce
 cdef void update_spans(Plan* p, floating* params, floating* grads, int first, int count,
                        long step) noexcept nogil:
     """The optimizer's loop over spans [first, first + count)."""
-    cdef Span* span
     cdef int i
     for i in range(first, first + count):
-        span = &p.spans[i]
-        optimizer_step_ptr(&p.configs[span.group], params + span.offset,
-                           state_at(<floating*>p.state[0], span.offset),
-                           state_at(<floating*>p.state[1], span.offset),
-                           state_at(<floating*>p.state[2], span.offset),
-                           grads + span.offset, span.length, step)
+        update_range(p, params, grads, &p.spans[i], 0, p.n_params, step)
+
+
+cdef void update_range(Plan* p, floating* params, floating* grads, Span* span,
+                       Py_ssize_t begin, Py_ssize_t end, long step) noexcept nogil:
+    """The optimizer's loop over the part of a span inside arena entries [begin, end)."""
+    cdef Py_ssize_t lo = max(begin, span.offset), hi = min(end, span.offset + span.length)
+    if lo < hi:
+        optimizer_step_ptr(&p.configs[span.group], params + lo,
+                           state_at(<floating*>p.state[0], lo),
+                           state_at(<floating*>p.state[1], lo),
+                           state_at(<floating*>p.state[2], lo),
+                           grads + lo, hi - lo, step)
 
 
 cdef inline floating* state_at(floating* state, Py_ssize_t offset) noexcept nogil:
     return state + offset if state != NULL else NULL
+
+
+cdef inline Py_ssize_t piece_start(Py_ssize_t n, int pieces, int s) noexcept nogil:
+    """Where piece s of n features begins: whole blocks of 16 (64 bytes of float32), so two
+    threads never write one cache line."""
+    return min(n, ((n + 15) // 16 * s // pieces) * 16)
+
+
+cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
+    """Thread s's piece of the team's current phase."""
+    cdef Team* t = p.team
+    cdef Op* op = &p.ops[t.op]
+    cdef floating* params = <floating*>p.params
+    cdef floating* grads = <floating*>p.grads
+    cdef const floating* inp = <const floating*>t.inp
+    cdef Py_ssize_t lo, hi, i
+    if s >= op.pieces:
+        return
+    if t.op == 0 and s > 0 and t.source != NULL:
+        inp = <floating*>t.copies + (s - 1) * p.batch * p.n_in
+        if t.task == TASK_FORWARD:      # the rows come from memory, not the other core
+            gather_rows(<floating*>inp, <const floating*>t.source, t.order, t.start,
+                        t.rows, p.n_in)
+    if t.task == TASK_BACKWARD_INPUT:
+        lo = piece_start(op.n_in, op.pieces, s)
+        hi = piece_start(op.n_in, op.pieces, s + 1)
+        if lo < hi:
+            dense_backward_input_ptr(<floating*>t.grad_in + lo, <const floating*>t.grad_out,
+                                     params + op.weight + lo, <int>t.rows, <int>(hi - lo),
+                                     <int>op.n_out, <int>op.n_in)
+        return
+    lo = piece_start(op.n_out, op.pieces, s)
+    hi = piece_start(op.n_out, op.pieces, s + 1)
+    if lo >= hi:
+        return
+    if t.task == TASK_FORWARD:
+        dense_forward_ptr(work + op.output + lo, inp, params + op.weight + lo * op.n_in,
+                          params + op.bias + lo if op.bias >= 0 else <floating*>NULL,
+                          <int>t.rows, <int>op.n_in, <int>(hi - lo), <int>op.n_out)
+        return
+    dense_backward_params_ptr(grads + op.weight + lo * op.n_in,
+                              grads + op.bias + lo if op.bias >= 0 else <floating*>NULL,
+                              <const floating*>t.grad_out + lo, inp, <int>t.rows,
+                              <int>op.n_in, <int>(hi - lo), <int>op.n_out, 0)
+    if t.step > 0:      # this thread's rows of the weight and entries of the bias
+        for i in range(op.first_span, op.first_span + op.n_spans):
+            update_range(p, params, grads, &p.spans[i], op.weight + lo * op.n_in,
+                         op.weight + hi * op.n_in, t.step)
+            if op.bias >= 0:
+                update_range(p, params, grads, &p.spans[i], op.bias + lo, op.bias + hi,
+                             t.step)
+
+
+cdef void run_phase(Plan* p, int task, int op, floating* work) noexcept nogil:
+    """Start a phase on the workers, do piece 0 here, and wait for the others. The fields
+    of the team set before the release store are what the workers see after their
+    acquiring load."""
+    cdef Team* t = p.team
+    t.task = task
+    t.op = op
+    cnet_atomic_store(&t.finished, 0)
+    cnet_atomic_store(&t.generation, t.generation + 1)
+    run_piece(p, 0, work)
+    cnet_wait_equal(&t.finished, t.size - 1)
+
+
+cdef void team_loop(Plan* p, int index, floating* work) noexcept nogil:
+    cdef Team* t = p.team
+    cdef long seen = 0
+    while True:
+        seen = cnet_wait_change(&t.generation, seen)
+        if t.task == TASK_EXIT:
+            return
+        run_piece(p, index, work)
+        cnet_atomic_add(&t.finished, 1)
+
+
+cdef void* worker_main(void* arg) noexcept nogil:
+    cdef Worker* w = <Worker*>arg
+    cdef Plan* p = <Plan*>w.plan
+    cdef uint64_t mode = cnet_fp_flush_begin(p.team.flush)
+    if w.is_double:
+        team_loop(p, w.index, <double*>p.work)
+    else:
+        team_loop(p, w.index, <float*>p.work)
+    cnet_fp_flush_end(mode)
+    return NULL
+
+
+cdef void team_start(Plan* p, Worker* workers, cnet_thread* threads) noexcept nogil:
+    """Start the team's workers; if a thread cannot be started, run alone instead."""
+    cdef Team* t = p.team
+    cdef int k, i
+    t.generation = t.finished = 0
+    for k in range(1, t.size):
+        if cnet_thread_start(&threads[k - 1], worker_main, &workers[k - 1]) != 0:
+            t.size = k
+            team_stop(p, threads)
+            for i in range(p.n_ops):
+                p.ops[i].pieces = 1
+            return
+
+
+cdef void team_stop(Plan* p, cnet_thread* threads) noexcept nogil:
+    cdef Team* t = p.team
+    cdef int k
+    if t.size > 1:
+        t.task = TASK_EXIT
+        cnet_atomic_store(&t.generation, t.generation + 1)
+        for k in range(t.size - 1):
+            cnet_thread_join(threads[k])
+    p.team = NULL
 
 
 cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const int64_t* order,
@@ -272,6 +482,10 @@ cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const in
     cdef Py_ssize_t r, bad = gather_rows(work, X, order, start, rows, p.n_in)
     if bad >= 0:
         return bad
+    if p.team != NULL:
+        p.team.source = X
+        p.team.order = order
+        p.team.start = start
     if p.loss.class_targets:
         for r in range(rows):
             p.class_target[r] = (<const int64_t*>y)[order[start + r] if order != NULL
@@ -322,6 +536,8 @@ cdef Py_ssize_t predict_rows(Plan* p, const floating* X, floating* out,
     cdef floating* work = <floating*>p.work
     cdef Py_ssize_t start = 0, rows, bad
     cdef const floating* last
+    if p.team != NULL:
+        p.team.source = NULL        # the rows are read in place, by every thread
     while start < n_rows:
         rows = min(p.batch, n_rows - start)
         bad = gather_rows(<floating*>NULL, X, NULL, start, rows, p.n_in)
@@ -379,11 +595,20 @@ cdef class StepRunner:
     cdef object optimizer
     cdef object param_ranges    # [(op index, arena offset, size)] of every parameter
     cdef readonly object max_work   # multiply-adds of the largest product of a full batch
+    cdef Team team
+    cdef Worker* workers        # room for `capacity` workers
+    cdef cnet_thread* threads
+    cdef int capacity
+    cdef object copies          # the workers' copies of the batch
 
     def __cinit__(self):
         self.plan.ops = NULL
         self.plan.spans = NULL
         self.plan.configs = NULL
+        self.plan.team = NULL
+        self.workers = NULL
+        self.threads = NULL
+        self.capacity = 0
 
     def __init__(self, model, Py_ssize_t batch_size, loss=None, optimizer=None,
                  double max_grad_norm=0.0):
@@ -418,6 +643,7 @@ cdef class StepRunner:
             width = layer.output_width(width)
             op.n_out = width
             op.first_span = op.n_spans = 0
+            op.pieces = 1
             op.weight = weight.offset if weight is not None else -1
             op.bias = bias.offset if bias is not None else -1
             op.output = offset
@@ -483,6 +709,47 @@ cdef class StepRunner:
         for g, (config, _) in enumerate(self.optimizer.kernel_groups()):
             fill_optim_config(&self.plan.configs[g], config)
 
+    cdef int prepare_team(self, bint alone) except -1:
+        """This call's team: every Dense op whose product is large enough to be threaded
+        (cnet.set_threaded_min_work) is shared by set_num_threads threads (by default as
+        many as the BLAS may use), at most one per 16 output features. Returns the team's size (1: no team; the BLAS
+        threads the large products itself unless `alone`)."""
+        cdef int i, size = 1
+        cdef int threads = (1 if alone or not CNET_HAS_TEAM else
+                            team_threads if team_threads > 0 else blas_threads())
+        cdef Op* op
+        for i in range(self.plan.n_ops):
+            op = &self.plan.ops[i]
+            op.pieces = 1
+            if (threads > 1 and op.kind == OP_DENSE
+                    and _blas.threaded_products(self.plan.batch * op.n_in * op.n_out)):
+                op.pieces = max(1, min(threads, op.n_out // 16))
+                size = max(size, op.pieces)
+        if size == 1:
+            return 1
+        if self.capacity < size:
+            free(self.workers)
+            free(self.threads)
+            self.workers = <Worker*>malloc((size - 1) * sizeof(Worker))
+            self.threads = <cnet_thread*>malloc((size - 1) * sizeof(cnet_thread))
+            if self.workers == NULL or self.threads == NULL:
+                self.capacity = 0
+                raise MemoryError()
+            self.capacity = size
+        if self.plan.ops[0].pieces > 1:
+            n = (size - 1) * self.plan.batch * self.plan.n_in
+            if self.copies is None or self.copies.size < n:
+                self.copies = np.empty(n, np.float64 if self.is_double else np.float32)
+            self.team.copies = <void*>address(self.copies)
+        for i in range(size - 1):
+            self.workers[i].plan = &self.plan
+            self.workers[i].index = i + 1
+            self.workers[i].is_double = self.is_double
+        self.team.size = size
+        self.team.flush = flush_denormal
+        self.team.source = NULL
+        return size
+
     def train_batches(self, X, y, order, Py_ssize_t first_batch, Py_ssize_t n_batches,
                       double[::1] losses, int64_t[::1] correct, bint stop_on_nan=True,
                       bint one_thread=False):
@@ -500,10 +767,10 @@ cdef class StepRunner:
         cdef double* losses_ = &losses[0]       # taken here: nothing may raise below
         cdef int64_t* correct_ = &correct[0]
         self.refresh_optimizer()
+        cdef int size = self.prepare_team(one_thread)
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
-            if one_thread:
-                one_thread_begin()
+            self.begin(size, one_thread)
             if self.is_double:
                 done = train_batches[double](&self.plan, <const double*>X_, y_, order_, n_rows,
                                              first_batch, n_batches, step, losses_,
@@ -512,8 +779,7 @@ cdef class StepRunner:
                 done = train_batches[float](&self.plan, <const float*>X_, y_, order_, n_rows,
                                             first_batch, n_batches, step, losses_,
                                             correct_, stop_on_nan, &bad)
-            if one_thread:
-                one_thread_end()
+            self.end(size, one_thread)
             cnet_fp_flush_end(mode)
         self.optimizer.step_count += done
         return done, bad
@@ -527,8 +793,10 @@ cdef class StepRunner:
         cdef double loss = 0
         cdef uint64_t mode
         cdef int64_t* correct_ = &correct[0]    # taken here: nothing may raise below
+        cdef int size = self.prepare_team(False)
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
+            self.begin(size, False)
             if self.is_double:
                 bad = gather_batch[double](&self.plan, <const double*>X_, y_, NULL, 0, rows)
                 if bad < 0:
@@ -541,6 +809,7 @@ cdef class StepRunner:
                     loss = forward_loss[float](&self.plan, <float*>self.plan.work, rows,
                                                correct_)
                     backward_pass[float](&self.plan, <float*>self.plan.work, rows, 0)
+            self.end(size, False)
             cnet_fp_flush_end(mode)
         return loss, bad
 
@@ -550,16 +819,36 @@ cdef class StepRunner:
         cdef void* out_ = <void*>address(out)
         cdef Py_ssize_t n_rows = X.shape[0], bad
         cdef uint64_t mode
+        cdef int size = self.prepare_team(False)
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
+            self.begin(size, False)
             if self.is_double:
                 bad = predict_rows[double](&self.plan, <const double*>X_, <double*>out_, n_rows)
             else:
                 bad = predict_rows[float](&self.plan, <const float*>X_, <float*>out_, n_rows)
+            self.end(size, False)
             cnet_fp_flush_end(mode)
         return bad
 
+    cdef void begin(self, int size, bint alone) noexcept nogil:
+        """Start the team prepared for this call; while it or `alone` holds, every BLAS
+        product runs on the thread that calls it."""
+        if alone or size > 1:
+            one_thread_begin()
+        if size > 1:
+            self.plan.team = &self.team
+            team_start(&self.plan, self.workers, self.threads)
+
+    cdef void end(self, int size, bint alone) noexcept nogil:
+        if self.plan.team != NULL:
+            team_stop(&self.plan, self.threads)
+        if alone or size > 1:
+            one_thread_end()
+
     def __dealloc__(self):
+        free(self.workers)
+        free(self.threads)
         free(self.plan.ops)
         free(self.plan.spans)
         free(self.plan.configs)
