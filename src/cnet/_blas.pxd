@@ -13,3 +13,5 @@ cdef void gemm_ld(floating* c, int ldc, const floating* a, int lda, const floati
                   floating alpha, floating beta) noexcept nogil
 
 cdef int blas_threads() noexcept nogil
+
+cdef long long get_threaded_min_work() noexcept nogil

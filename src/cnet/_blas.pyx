@@ -84,6 +84,10 @@ def set_threaded_min_work(work):
     return previous
 
 
+cdef long long get_threaded_min_work() noexcept nogil:
+    return threaded_min_work
+
+
 def threaded_products(work):
     """Whether a product of `work` multiply-adds may use more than one BLAS thread."""
     return THREAD_CONTROL and work > OPENBLAS_ONE_THREAD_MAX and work >= threaded_min_work

@@ -25,15 +25,14 @@ import numpy as np
 
 from cnet._activations cimport activation_backward, activation_forward
 from cnet._batchnorm cimport batchnorm_backward_ptr, batchnorm_forward_ptr
-from cnet._blas cimport blas_threads, one_thread_begin, one_thread_end
+from cnet._blas cimport (blas_threads, get_threaded_min_work, one_thread_begin,
+                         one_thread_end)
 from cnet._dense cimport (dense_backward_input_ptr, dense_backward_params_ptr,
                           dense_backward_ptr, dense_forward_ptr)
 from cnet._dropout cimport dropout_backward_ptr, dropout_forward_ptr
 from cnet._losses cimport LossConfig, fill_loss_config, loss_ptr
 from cnet._optim cimport (OptimConfig, clip_grad_norm_ptr, fill_optim_config,
                           optimizer_step_ptr)
-
-from cnet import _blas
 
 cdef enum:
     OP_DENSE = 0
@@ -169,6 +168,7 @@ def get_flush_denormal():
 
 
 cdef int team_threads = 0      # set_num_threads; 0: as many as the BLAS may use
+HAS_TEAM = bool(CNET_HAS_TEAM)  # False where threads are not supported: no team
 
 
 def set_num_threads(n):
@@ -176,8 +176,9 @@ def set_num_threads(n):
     torch.set_num_threads): None, the default, uses as many as the BLAS may (its own setting:
     OPENBLAS_NUM_THREADS, threadpoolctl's limits); 1 runs every step on the calling thread.
     Layers share threads only when their product is large enough (cnet.set_threaded_min_work).
-    Returns the previous setting. Results do not depend on it: each thread computes whole
-    output features, in the same order as one thread would."""
+    Returns the previous setting. Each thread computes whole output features, so results
+    agree with one thread's except in the last bits where the BLAS picks another kernel for
+    the smaller product; with the same setting, runs repeat bit for bit."""
     global team_threads
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral)):
         raise TypeError(f"n: expected an int >= 1 or None, got {n!r}")
@@ -600,6 +601,7 @@ cdef class StepRunner:
     cdef cnet_thread* threads
     cdef int capacity
     cdef object copies          # the workers' copies of the batch
+    cdef readonly int team_size  # threads of the last call (1: the calling thread alone)
 
     def __cinit__(self):
         self.plan.ops = NULL
@@ -709,22 +711,27 @@ cdef class StepRunner:
         for g, (config, _) in enumerate(self.optimizer.kernel_groups()):
             fill_optim_config(&self.plan.configs[g], config)
 
-    cdef int prepare_team(self, bint alone) except -1:
+    cdef int prepare_team(self, bint* alone) except -1:
         """This call's team: every Dense op whose product is large enough to be threaded
         (cnet.set_threaded_min_work) is shared by set_num_threads threads (by default as
-        many as the BLAS may use), at most one per 16 output features. Returns the team's size (1: no team; the BLAS
-        threads the large products itself unless `alone`)."""
+        many as the BLAS may use), at most one per 16 output features. Returns the team's
+        size (1: no team: the BLAS threads the large products itself, unless `alone`, which
+        is also set where set_num_threads asks for one thread)."""
         cdef int i, size = 1
-        cdef int threads = (1 if alone or not CNET_HAS_TEAM else
-                            team_threads if team_threads > 0 else blas_threads())
+        cdef int threads = (1 if alone[0] else team_threads if team_threads > 0
+                            else blas_threads())
         cdef Op* op
+        alone[0] = alone[0] or team_threads == 1
+        if not CNET_HAS_TEAM:
+            threads = 1
         for i in range(self.plan.n_ops):
             op = &self.plan.ops[i]
             op.pieces = 1
             if (threads > 1 and op.kind == OP_DENSE
-                    and _blas.threaded_products(self.plan.batch * op.n_in * op.n_out)):
+                    and self.plan.batch * op.n_in * op.n_out >= get_threaded_min_work()):
                 op.pieces = max(1, min(threads, op.n_out // 16))
                 size = max(size, op.pieces)
+        self.team_size = size
         if size == 1:
             return 1
         if self.capacity < size:
@@ -767,7 +774,7 @@ cdef class StepRunner:
         cdef double* losses_ = &losses[0]       # taken here: nothing may raise below
         cdef int64_t* correct_ = &correct[0]
         self.refresh_optimizer()
-        cdef int size = self.prepare_team(one_thread)
+        cdef int size = self.prepare_team(&one_thread)
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
             self.begin(size, one_thread)
@@ -793,10 +800,11 @@ cdef class StepRunner:
         cdef double loss = 0
         cdef uint64_t mode
         cdef int64_t* correct_ = &correct[0]    # taken here: nothing may raise below
-        cdef int size = self.prepare_team(False)
+        cdef bint alone = False
+        cdef int size = self.prepare_team(&alone)
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
-            self.begin(size, False)
+            self.begin(size, alone)
             if self.is_double:
                 bad = gather_batch[double](&self.plan, <const double*>X_, y_, NULL, 0, rows)
                 if bad < 0:
@@ -809,7 +817,7 @@ cdef class StepRunner:
                     loss = forward_loss[float](&self.plan, <float*>self.plan.work, rows,
                                                correct_)
                     backward_pass[float](&self.plan, <float*>self.plan.work, rows, 0)
-            self.end(size, False)
+            self.end(size, alone)
             cnet_fp_flush_end(mode)
         return loss, bad
 
@@ -819,15 +827,16 @@ cdef class StepRunner:
         cdef void* out_ = <void*>address(out)
         cdef Py_ssize_t n_rows = X.shape[0], bad
         cdef uint64_t mode
-        cdef int size = self.prepare_team(False)
+        cdef bint alone = False
+        cdef int size = self.prepare_team(&alone)
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
-            self.begin(size, False)
+            self.begin(size, alone)
             if self.is_double:
                 bad = predict_rows[double](&self.plan, <const double*>X_, <double*>out_, n_rows)
             else:
                 bad = predict_rows[float](&self.plan, <const float*>X_, <float*>out_, n_rows)
-            self.end(size, False)
+            self.end(size, alone)
             cnet_fp_flush_end(mode)
         return bad
 
@@ -839,6 +848,7 @@ cdef class StepRunner:
         if size > 1:
             self.plan.team = &self.team
             team_start(&self.plan, self.workers, self.threads)
+            self.team_size = self.team.size
 
     cdef void end(self, int size, bint alone) noexcept nogil:
         if self.plan.team != NULL:

@@ -1,0 +1,202 @@
+"""The step runner's team of threads: large Dense layers split by output feature among
+threads must train, evaluate and predict as one thread does (to the last bits, where the
+BLAS picks another kernel for a smaller product), and repeat bit for bit."""
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import cnet
+from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, MSELoss, ReLU, Sequential,
+                  Tanh, Trainer, _engine, optim)
+
+needs_team = pytest.mark.skipif(not _engine.HAS_TEAM, reason="no threads on this platform")
+TOL = {"float32": dict(rtol=2e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-14)}
+
+
+@pytest.fixture
+def threads():
+    """Restores set_num_threads and set_threaded_min_work after the test."""
+    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
+    yield cnet.set_num_threads
+    cnet.set_num_threads(previous[0])
+    cnet.set_threaded_min_work(previous[1])
+
+
+def problem(dtype, seed=0):
+    """Widths that split into unequal pieces (40 and 70 outputs: blocks of 16), a layer too
+    narrow to split (20 outputs), dropout and batch norm between."""
+    model = Sequential(Dense(30, 40), Tanh(), Dense(40, 70), BatchNorm1d(70), ReLU(),
+                       Dropout(0.2), Dense(70, 20), ReLU(), Dense(20, 4), dtype=dtype,
+                       seed=seed)
+    rng = np.random.default_rng(seed)
+    return model, rng.standard_normal((83, 30)).astype(dtype), rng.integers(0, 4, 83)
+
+
+def groups_cutting_pieces(model):
+    """Param groups whose boundaries fall inside layers that are split among threads."""
+    p = list(model.parameters())   # 0.w 0.b 2.w 2.b 3.w 3.b 6.w 6.b 8.w 8.b
+    return [{"params": [p[0], p[3]]}, {"params": [p[1], p[2], p[4], p[5]], "lr": 0.003},
+            {"params": p[6:]}]
+
+
+def train(n_threads, dtype, name, max_grad_norm=None):
+    cnet.set_num_threads(n_threads)
+    model, X, y = problem(dtype)
+    opt = getattr(optim, name)(groups_cutting_pieces(model), lr=0.01)
+    trainer = Trainer(model, CrossEntropyLoss(), opt, max_grad_norm=max_grad_norm)
+    trainer.fit(X, y, epochs=3, batch_size=16, seed=1, verbose=0)
+    runner = trainer._runner(16, training=True, y=y)
+    return model, trainer, runner, X, y
+
+
+@needs_team
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad"])
+@pytest.mark.parametrize("n_threads", [2, 3, 7])
+def test_team_trains_as_one_thread(threads, n_threads, name, dtype):
+    alone, trainer_alone, runner_alone, X, y = train(1, dtype, name)
+    shared, trainer_shared, runner_shared, _, _ = train(n_threads, dtype, name)
+    assert runner_alone.team_size == 1
+    # At most one thread per whole block of 16 outputs: 2 for 40 outputs, 4 for 70.
+    assert runner_shared.team_size == min(n_threads, 4)
+    assert not np.array_equal(alone.flat_data, problem(dtype)[0].flat_data)
+    assert_allclose(shared.flat_data, alone.flat_data, **TOL[dtype])
+    assert_allclose(shared.flat_buffers, alone.flat_buffers, **TOL[dtype])  # batch norm
+    assert_allclose(trainer_shared.predict(X), trainer_alone.predict(X), **TOL[dtype])
+    loss_shared, loss_alone = trainer_shared.evaluate(X, y), trainer_alone.evaluate(X, y)
+    assert loss_shared == pytest.approx(loss_alone, rel=TOL[dtype]["rtol"])
+    again = train(n_threads, dtype, name)[0]     # the same team: the same bits
+    assert_array_equal(again.flat_data, shared.flat_data)
+
+
+@needs_team
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_team_with_clipping_updates_after_the_whole_backward(threads, dtype):
+    """Clipping needs every gradient first, so the pieces leave the update to the end."""
+    alone = train(1, dtype, "Adam", max_grad_norm=0.05)[0]
+    shared = train(3, dtype, "Adam", max_grad_norm=0.05)[0]
+    assert_allclose(shared.flat_data, alone.flat_data, **TOL[dtype])
+    assert not np.array_equal(alone.flat_data, train(1, dtype, "Adam")[0].flat_data)
+
+
+@needs_team
+def test_team_gradients_for_closure_optimizers(threads):
+    """loss_and_grad (LBFGS's closure) runs forward and backward with the team too."""
+    results = []
+    for n_threads in (1, 4):
+        cnet.set_num_threads(n_threads)
+        X = problem("float64")[1]
+        model = Sequential.mlp([30, 64, 48, 5], dtype="float64", seed=0)
+        target = np.random.default_rng(1).standard_normal((40, 5))
+        Trainer(model, MSELoss(), optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)).fit(
+            X[:40], target, epochs=2, batch_size=None, verbose=0)
+        results.append(model.flat_data.copy())
+    assert_allclose(results[0], results[1], **TOL["float64"])
+    assert not np.array_equal(results[0], Sequential.mlp([30, 64, 48, 5], dtype="float64",
+                                                         seed=0).flat_data)
+
+
+@needs_team
+def test_team_predicts_rows_read_in_place(threads):
+    model = Sequential(Dense(50, 96), ReLU(), Dense(96, 3), dtype="float32", seed=2)
+    X = np.random.default_rng(0).standard_normal((700, 50)).astype(np.float32)
+    runner = _engine.StepRunner(model, 64)
+    outputs = []
+    for n_threads in (1, 2, 6):
+        cnet.set_num_threads(n_threads)
+        out = np.empty((700, 3), np.float32)
+        assert runner.predict(X, out) == -1
+        assert runner.team_size == n_threads
+        outputs.append(out)
+    assert_allclose(outputs[1], outputs[0], **TOL["float32"])
+    assert_allclose(outputs[2], outputs[0], **TOL["float32"])
+    expected = np.maximum(X @ model[0].weight.data.T + model[0].bias.data, 0)
+    expected = expected @ model[2].weight.data.T + model[2].bias.data
+    np.testing.assert_allclose(outputs[0], expected, rtol=1e-4, atol=1e-5)
+
+
+@needs_team
+def test_who_shares_a_layer(threads):
+    """Only Dense layers with at least two blocks of 16 outputs and a product of at least
+    set_threaded_min_work multiply-adds; set_num_threads(1) keeps every step alone."""
+    model = Sequential(Dense(8, 31), ReLU(), Dense(31, 4), dtype="float32", seed=0)
+    runner = _engine.StepRunner(model, 16)
+    X = np.ones((16, 8), np.float32)
+    out = np.empty((16, 4), np.float32)
+    cnet.set_num_threads(4)
+    runner.predict(X, out)
+    assert runner.team_size == 1            # 31 outputs: one block
+    model = Sequential(Dense(8, 32), ReLU(), Dense(32, 4), dtype="float32", seed=0)
+    runner = _engine.StepRunner(model, 16)
+    runner.predict(X, out)
+    assert runner.team_size == 2
+    cnet.set_threaded_min_work(16 * 8 * 32 + 1)   # the product is now too small
+    runner.predict(X, out)
+    assert runner.team_size == 1
+    cnet.set_threaded_min_work(0)
+    cnet.set_num_threads(1)
+    runner.predict(X, out)
+    assert runner.team_size == 1
+
+
+def test_default_team_follows_the_blas(threads):
+    """By default as many threads as the BLAS may use: under threadpoolctl's limit of one,
+    the calling thread alone."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    cnet.set_num_threads(None)
+    model = Sequential(Dense(8, 64), ReLU(), Dense(64, 4), dtype="float32", seed=0)
+    runner = _engine.StepRunner(model, 16)
+    X, out = np.ones((16, 8), np.float32), np.empty((16, 4), np.float32)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        runner.predict(X, out)
+        assert runner.team_size == 1
+    blas = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+            if i["user_api"] == "blas" and "scipy" in i["filepath"]]
+    runner.predict(X, out)
+    if _engine.HAS_TEAM and cnet._blas.THREAD_CONTROL and blas:
+        assert runner.team_size == min(blas[0], 4)
+
+
+@needs_team
+@pytest.mark.skipif(not cnet.set_flush_denormal(cnet.get_flush_denormal()),
+                    reason="this CPU has no flush-to-zero mode")
+def test_workers_flush_denormals_as_the_calling_thread(threads):
+    """Adam's first moments of a layer whose gradient is zero decay into the denormals;
+    flushed on every thread, each is 0 or still normal, in the rows the workers own too."""
+    tiny = np.finfo(np.float32).tiny
+    for flush in (True, False):
+        cnet.set_num_threads(4)
+        model = Sequential(Dense(4, 64), ReLU(), Dense(64, 2), dtype="float32", seed=0)
+        opt = optim.Adam(model.parameters(), lr=1e-3)
+        opt.state["exp_avg"][...] = 1.5 * tiny
+        previous = cnet.set_flush_denormal(flush)
+        try:
+            trainer = Trainer(model, CrossEntropyLoss(), opt)
+            trainer.fit(np.zeros((40, 4), np.float32), np.arange(40) % 2, epochs=1,
+                        batch_size=8, shuffle=False, verbose=0)
+        finally:
+            cnet.set_flush_denormal(previous)
+        assert trainer._runner(8, training=True).team_size == 4
+        weight = model[0].weight
+        moment = opt.state["exp_avg"][weight.offset:weight.offset + weight.size]
+        if flush:
+            assert np.all((moment == 0) | (moment >= tiny))
+        else:
+            assert np.all((moment > 0) & (moment < tiny))
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-2, ValueError), (1025, ValueError),
+                                        (2.0, TypeError), (True, TypeError), ("4", TypeError)])
+def test_set_num_threads_rejects_what_is_not_a_count(threads, bad, error):
+    cnet.set_num_threads(3)
+    with pytest.raises(error, match="n: expected an int"):
+        cnet.set_num_threads(bad)
+    assert cnet.get_num_threads() == 3
+
+
+def test_set_num_threads_returns_the_previous_setting(threads):
+    cnet.set_num_threads(None)
+    assert cnet.get_num_threads() is None      # the default: follow the BLAS
+    assert cnet.set_num_threads(5) is None
+    assert cnet.set_num_threads(np.int64(2)) == 5
+    assert cnet.get_num_threads() == 2
