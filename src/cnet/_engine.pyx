@@ -204,16 +204,18 @@ cdef inline Py_ssize_t gather_rows(floating* dst, const floating* src, const int
         return cnet_gather_rows_f64(dst, src, order, start, rows, width)
 
 
-cdef void forward_pass(Plan* p, const floating* x, Py_ssize_t rows) noexcept nogil:
-    """Every layer's output from the input rows x (B, n_in), into the workspace."""
+cdef void forward_pass(Plan* p, const floating* x, Py_ssize_t rows,
+                       int first) noexcept nogil:
+    """Every layer's output from the input rows x (B, n_in), into the workspace, from op
+    `first` on (the ones before it are done)."""
     cdef floating* work = <floating*>p.work
     cdef floating* params = <floating*>p.params
-    cdef const floating* inp = x
+    cdef const floating* inp = x if first == 0 else work + p.ops[first - 1].output
     cdef floating* out
     cdef floating* saved
     cdef Op* op
     cdef int i
-    for i in range(p.n_ops):
+    for i in range(first, p.n_ops):
         op = &p.ops[i]
         out = work + op.output
         saved = work + op.saved
@@ -260,15 +262,15 @@ cdef Py_ssize_t count_correct(const floating* logits, const int64_t* target, Py_
     return correct
 
 
-cdef double forward_loss(Plan* p, floating* x, Py_ssize_t rows,
+cdef double forward_loss(Plan* p, floating* x, Py_ssize_t rows, int first,
                          int64_t* correct) noexcept nogil:
-    """Forward and the loss on the batch already gathered in x (its targets too); the
-    loss's gradient goes to the first gradient buffer. For classification, correct[0] gets
-    the number of rows predicted right."""
+    """Forward from op `first` and the loss on the batch already gathered in x (its targets
+    too); the loss's gradient goes to the first gradient buffer. For classification,
+    correct[0] gets the number of rows predicted right."""
     cdef floating* work = <floating*>p.work
     cdef floating* logits
     cdef double loss
-    forward_pass(p, x, rows)
+    forward_pass(p, x, rows, first)
     logits = work + p.ops[p.n_ops - 1].output
     if p.loss.class_targets:
         loss = loss_ptr(&p.loss, work + p.grad_a, logits, p.class_target, rows, p.n_out)
@@ -415,16 +417,20 @@ cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
 
 
 cdef void run_phase(Plan* p, int task, int op, floating* work) noexcept nogil:
-    """Start a phase on the workers, do piece 0 here, and wait for the others. The fields
-    of the team set before the release store are what the workers see after their
-    acquiring load."""
+    """Start a phase on the workers, do piece 0 here, and wait for the others."""
+    start_phase(p, task, op)
+    run_piece(p, 0, work)
+    cnet_wait_equal(&p.team.finished, p.team.size - 1)
+
+
+cdef void start_phase(Plan* p, int task, int op) noexcept nogil:
+    """The fields of the team set before the release store are what the workers see after
+    their acquiring load."""
     cdef Team* t = p.team
     t.task = task
     t.op = op
     cnet_atomic_store(&t.finished, 0)
     cnet_atomic_store(&t.generation, t.generation + 1)
-    run_piece(p, 0, work)
-    cnet_wait_equal(&t.finished, t.size - 1)
 
 
 cdef void team_loop(Plan* p, int index, floating* work) noexcept nogil:
@@ -483,10 +489,6 @@ cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const in
     cdef Py_ssize_t r, bad = gather_rows(work, X, order, start, rows, p.n_in)
     if bad >= 0:
         return bad
-    if p.team != NULL:
-        p.team.source = X
-        p.team.order = order
-        p.team.start = start
     if p.loss.class_targets:
         for r in range(rows):
             p.class_target[r] = (<const int64_t*>y)[order[start + r] if order != NULL
@@ -494,6 +496,32 @@ cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const in
     else:
         gather_rows(work + p.target, <const floating*>y, order, start, rows, p.n_out)
     return -1
+
+
+cdef Py_ssize_t gather_and_begin(Plan* p, const floating* X, const void* y,
+                                 const int64_t* order, Py_ssize_t start, Py_ssize_t rows,
+                                 int* done_ops) noexcept nogil:
+    """gather_batch. Where the team shares the first layer, the workers meanwhile gather
+    their own copies of the rows and compute their blocks of its outputs, and this thread
+    its block once its gather has checked the rows (on a NaN/inf the workers' results go
+    unused): done_ops[0] is then 1, else 0."""
+    cdef Team* t = p.team
+    cdef Py_ssize_t bad
+    done_ops[0] = 0
+    if t == NULL or p.ops[0].pieces == 1:
+        return gather_batch(p, X, y, order, start, rows)
+    t.inp = p.work
+    t.rows = rows
+    t.source = X
+    t.order = order
+    t.start = start
+    start_phase(p, TASK_FORWARD, 0)
+    bad = gather_batch(p, X, y, order, start, rows)
+    if bad < 0:
+        run_piece(p, 0, <floating*>p.work)
+        done_ops[0] = 1
+    cnet_wait_equal(&t.finished, t.size - 1)
+    return bad
 
 
 cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const int64_t* order,
@@ -507,17 +535,18 @@ cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const i
     not finite (that batch's update is not applied)."""
     cdef Py_ssize_t k, start, rows
     cdef double loss
+    cdef int done_ops
     bad_row[0] = -1
     for k in range(n_batches):
         start = (first_batch + k) * p.batch
         rows = min(p.batch, n_rows - start)
-        bad_row[0] = gather_batch(p, X, y, order, start, rows)
+        bad_row[0] = gather_and_begin(p, X, y, order, start, rows, &done_ops)
         if bad_row[0] >= 0:
             return k
         if k + 1 < n_batches:    # the next batch's rows arrive while this one computes
             cnet_prefetch_rows(X, order, start + rows, min(p.batch, n_rows - start - rows),
                                p.n_in * sizeof(floating))
-        loss = forward_loss(p, <floating*>p.work, rows, &correct[k])
+        loss = forward_loss(p, <floating*>p.work, rows, done_ops, &correct[k])
         losses[k] = loss
         if stop_on_nan and loss - loss != 0:     # NaN or ±inf
             return k
@@ -528,6 +557,18 @@ cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const i
         else:
             backward_pass(p, <floating*>p.work, rows, step + k)
     return n_batches
+
+
+cdef Py_ssize_t batch_gradient(Plan* p, const floating* X, const void* y, Py_ssize_t rows,
+                               int64_t* correct, double* loss) noexcept nogil:
+    """The loss of all rows of X (at most B) into loss[0] and its gradient into the arena's
+    gradients, no update; -1 or the row of X holding a NaN/inf."""
+    cdef int done_ops
+    cdef Py_ssize_t bad = gather_and_begin(p, X, y, NULL, 0, rows, &done_ops)
+    if bad < 0:
+        loss[0] = forward_loss(p, <floating*>p.work, rows, done_ops, correct)
+        backward_pass(p, <floating*>p.work, rows, 0)
+    return bad
 
 
 cdef Py_ssize_t predict_rows(Plan* p, const floating* X, floating* out,
@@ -544,7 +585,7 @@ cdef Py_ssize_t predict_rows(Plan* p, const floating* X, floating* out,
         bad = gather_rows(<floating*>NULL, X, NULL, start, rows, p.n_in)
         if bad >= 0:
             return bad
-        forward_pass(p, X + start * p.n_in, rows)
+        forward_pass(p, X + start * p.n_in, rows, 0)
         last = work + p.ops[p.n_ops - 1].output
         memcpy(out + start * p.n_out, last, rows * p.n_out * sizeof(floating))
         start += rows
@@ -806,17 +847,11 @@ cdef class StepRunner:
             mode = cnet_fp_flush_begin(flush_denormal)
             self.begin(size, alone)
             if self.is_double:
-                bad = gather_batch[double](&self.plan, <const double*>X_, y_, NULL, 0, rows)
-                if bad < 0:
-                    loss = forward_loss[double](&self.plan, <double*>self.plan.work, rows,
-                                                correct_)
-                    backward_pass[double](&self.plan, <double*>self.plan.work, rows, 0)
+                bad = batch_gradient[double](&self.plan, <const double*>X_, y_, rows,
+                                             correct_, &loss)
             else:
-                bad = gather_batch[float](&self.plan, <const float*>X_, y_, NULL, 0, rows)
-                if bad < 0:
-                    loss = forward_loss[float](&self.plan, <float*>self.plan.work, rows,
-                                               correct_)
-                    backward_pass[float](&self.plan, <float*>self.plan.work, rows, 0)
+                bad = batch_gradient[float](&self.plan, <const float*>X_, y_, rows,
+                                            correct_, &loss)
             self.end(size, alone)
             cnet_fp_flush_end(mode)
         return loss, bad
