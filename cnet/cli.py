@@ -288,6 +288,9 @@ def info(args):
     import cnet
     print(f"cnet {cnet.__version__}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"Python {sys.version.split()[0]}")
+    threads = cnet.get_num_threads()
+    print(f"threads sharing large layers: {threads or 'as many as the BLAS uses'} "
+          f"(cnet.set_num_threads), flush denormals: {cnet.get_flush_denormal()}")
     try:
         from threadpoolctl import threadpool_info
     except ImportError:

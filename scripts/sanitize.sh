@@ -86,7 +86,8 @@ if ((fast)); then
     targets=(tests/test_dense.py tests/test_activations.py tests/test_normalization.py
              tests/test_losses.py tests/test_losses_elementwise.py tests/test_optim_kernels.py
              tests/test_model.py tests/test_trainer.py tests/test_io.py tests/test_fuzz.py
-             tests/test_concurrency.py tests/test_resume.py)
+             tests/test_concurrency.py tests/test_resume.py tests/test_team.py
+             tests/test_step_runner.py)
 else
     targets=(tests)
 fi

@@ -104,8 +104,14 @@ def test_bench_prints_ratios(capsys):
 
 
 def test_info_names_the_versions(capsys):
-    assert cli.main(["info"]) == 0
-    assert f"cnet {cnet.__version__}" in capsys.readouterr().out
+    previous = cnet.set_num_threads(3)
+    try:
+        assert cli.main(["info"]) == 0
+    finally:
+        cnet.set_num_threads(previous)
+    out = capsys.readouterr().out
+    assert f"cnet {cnet.__version__}" in out
+    assert "threads sharing large layers: 3 (cnet.set_num_threads)" in out
 
 
 def test_history_plot_draws_loss_and_accuracy(tmp_path):

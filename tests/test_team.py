@@ -200,3 +200,39 @@ def test_set_num_threads_returns_the_previous_setting(threads):
     assert cnet.set_num_threads(5) is None
     assert cnet.set_num_threads(np.int64(2)) == 5
     assert cnet.get_num_threads() == 2
+
+
+@needs_team
+def test_models_with_teams_trained_in_parallel_threads_match_one_after_the_other(threads):
+    """Two trainers at once, each with its own team (4 threads on however many cores):
+    the same bits as one after the other."""
+    import threading
+    cnet.set_num_threads(2)
+
+    def weights(dtype, seed, start=None):
+        model, X, y = problem(dtype, seed)
+        trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=0.01))
+        if start is not None:
+            start.wait()
+        trainer.fit(X, y, epochs=3, batch_size=16, seed=seed, verbose=0)
+        assert trainer._runner(16, training=True, y=y).team_size == 2
+        return model.flat_data.tobytes()
+
+    jobs = [("float32", 1), ("float64", 2)]
+    sequential = [weights(*job) for job in jobs]
+    start, results, errors = threading.Barrier(2), [None, None], []
+
+    def run(i):
+        try:
+            results[i] = weights(*jobs[i], start=start)
+        except BaseException as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+            start.abort()
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    assert results == sequential

@@ -8,14 +8,14 @@ row length.
 Threads: products of fewer than `threaded_min_work` multiply-adds (default 2^22, about
 50 µs on one core) run on one thread, through openblas_set_num_threads_local (OpenBLAS >=
 0.3.27; other BLAS libraries decide for themselves), which in scipy's pthreads build sets
-the count for the whole process: see one_thread_begin. Measured on a
-2-core machine, each product alone: a (64, 784) x (784, 128) product takes 152 µs on one
-thread and 90 µs on two, but a (64, 128) x (128, 64) one 14 and 10.5 µs, and the smaller
-ones of an mnist step gain nothing, while each threaded product costs its worker thread
-time slices and a wake-up. `set_threaded_min_work(0)` leaves every decision to the BLAS;
-a larger value keeps more of the work on one thread, which is steadier on a machine whose
-cores are shared with other work (there a second thread can make a step several times
-slower).
+the count for the whole process: see one_thread_begin. Larger products of the step runner
+are shared by its own team of threads (cnet._engine), each thread's part on one BLAS thread;
+the BLAS threads only the large products outside a team. Measured on a 2-core machine, each
+product alone: a (64, 784) x (784, 128) product takes 152 µs on one thread and 90 µs on
+two, but a (64, 128) x (128, 64) one 14 and 10.5 µs, and the smaller ones of an mnist step
+gain nothing, while each threaded product costs its worker thread time slices and a
+wake-up. `set_threaded_min_work(0)` leaves every decision to the BLAS (and the team); a
+larger value keeps more of the work on one thread.
 """
 import numbers
 
@@ -95,12 +95,11 @@ def threaded_products(work):
 
 def set_thread_autotune(mode):
     """Whether Trainer.fit times the first batches of each epoch with the large products
-    threaded and on one thread, and trains the rest of the epoch the faster way. For a
-    machine whose cores are shared with other work: on a 2-core machine whose other core
-    was busy, an mnist step took 790 µs threaded against 400 µs on one thread; idle, 330 µs
-    threaded. Off by default, because the two ways round differently in the last bits, so
-    runs that chose differently end with slightly different weights (run to run, and a
-    resumed run against an uninterrupted one). Returns the previous mode."""
+    threaded (by the step runner's team, or the BLAS) and on one thread, and trains the rest
+    of the epoch the faster way. For a machine whose cores are shared with other work. Off
+    by default, because the two ways may round differently in the last bits, so runs that
+    chose differently end with slightly different weights (run to run, and a resumed run
+    against an uninterrupted one). Returns the previous mode."""
     global thread_autotune
     if not isinstance(mode, (bool, np.bool_)):
         raise TypeError(f"mode: expected True or False, got {mode!r}")
