@@ -151,7 +151,8 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_weights(tmp_pa
     mid-epoch or mid-save), restart it from its last checkpoint each time; the final weights
     are those of a run never interrupted, bit for bit (float64)."""
     reference = child(tmp_path / "ref.safetensors", tmp_path / "ref.npy")
-    assert reference.wait(timeout=300) == 0
+    reference.communicate(timeout=300)      # reads its lines and closes the pipe
+    assert reference.returncode == 0
     expected = np.load(tmp_path / "ref.npy")
 
     checkpoint, out = tmp_path / "run.safetensors", tmp_path / "run.npy"
@@ -175,8 +176,8 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_weights(tmp_pa
     assert 1 <= done <= EPOCHS
     if not out.exists():
         final = child(checkpoint, out)
-        assert final.wait(timeout=300) == 0
-        final.stdout.close()
+        final.communicate(timeout=300)
+        assert final.returncode == 0
     resumed = np.load(out)
     assert resumed.dtype == np.float64
     assert resumed.tobytes() == expected.tobytes()

@@ -5,8 +5,8 @@ BLAS is column-major. A row-major (m, n) matrix is the same memory as a column-m
 call ?gemm with the operands swapped and each leading dimension set to the stored
 row length.
 
-Threads: products of fewer than `threaded_min_work` multiply-adds (default 2^22, about
-50 µs on one core) run on one thread, through openblas_set_num_threads_local (OpenBLAS >=
+Threads: products of fewer than `threaded_min_work` multiply-adds (default 2^20, about
+12 µs on one core) run on one thread, through openblas_set_num_threads_local (OpenBLAS >=
 0.3.27; other BLAS libraries decide for themselves), which in scipy's pthreads build sets
 the count for the whole process: see one_thread_begin. Larger products of the step runner
 are shared by its own team of threads (cnet._engine), each thread's part on one BLAS thread;
@@ -32,7 +32,7 @@ ctypedef int (*set_threads_t)(int) noexcept nogil
 ctypedef int (*get_threads_t)() noexcept nogil
 cdef set_threads_t set_local_threads = NULL
 cdef get_threads_t get_threads = NULL
-cdef long long threaded_min_work = 1 << 22
+cdef long long threaded_min_work = 1 << 20
 # OpenBLAS keeps products of up to 65536 * 4 multiply-adds on one thread by itself
 # (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD): no need to ask, or take the lock.
 cdef long long OPENBLAS_ONE_THREAD_MAX = 262144
