@@ -393,7 +393,10 @@ class Trainer:
     def _outputs(self, X):
         X = self._check_X(X, check_finite=False)   # finiteness: checked chunk by chunk
         out = np.empty((len(X), self.model.out_features), self.model.dtype)
-        runner = self._runner(min(len(X), PREDICT_BATCH), training=False)
+        # Runners for powers of two only: a few serve every size of X (each keeps its
+        # workspace and its team's threads).
+        runner = self._runner(min(PREDICT_BATCH, 1 << max(0, len(X) - 1).bit_length()),
+                              training=False)
         was_training = self.model.training
         self.model.eval()
         try:

@@ -1,6 +1,9 @@
 """The step runner's team of threads: large Dense layers split by output feature among
 threads must train, evaluate and predict as one thread does (to the last bits, where the
 BLAS picks another kernel for a smaller product), and repeat bit for bit."""
+import os
+import time
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -236,3 +239,64 @@ def test_models_with_teams_trained_in_parallel_threads_match_one_after_the_other
         worker.join()
     assert not errors, errors
     assert results == sequential
+
+
+def thread_count():
+    return len(os.listdir("/proc/self/task"))
+
+
+@needs_team
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_workers_wait_between_calls_and_exit_with_their_runner(threads):
+    """A runner starts its workers once and keeps them (waiting, not spinning) from call to
+    call; a new size restarts them; they exit when the runner goes."""
+    import gc
+    model = Sequential(Dense(8, 64), ReLU(), Dense(64, 4), dtype="float32", seed=0)
+    X, out = np.ones((16, 8), np.float32), np.empty((16, 4), np.float32)
+    gc.collect()                           # earlier tests' runners, and their workers, go
+    before = thread_count()
+    runner = _engine.StepRunner(model, 16)
+    cnet.set_num_threads(3)
+    runner.predict(X, out)
+    assert thread_count() == before + 2
+    cpu = os.times()
+    time.sleep(0.2)
+    spent = sum(os.times()[:2]) - sum(cpu[:2])
+    assert spent < 0.1                     # parked workers burn no CPU while we sleep
+    for _ in range(50):
+        runner.predict(X, out)
+    assert thread_count() == before + 2
+    cnet.set_num_threads(2)
+    runner.predict(X, out)
+    assert runner.team_size == 2 and thread_count() == before + 1
+    del runner
+    gc.collect()
+    assert thread_count() == before
+
+
+@needs_team
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_starts_its_own_workers(threads):
+    """A child forked after the workers started has the runner but not its threads: its
+    calls start new ones and give the parent's results."""
+    cnet.set_num_threads(2)
+    model = Sequential(Dense(30, 64), ReLU(), Dense(64, 3), dtype="float64", seed=1)
+    X = np.random.default_rng(0).standard_normal((40, 30))
+    runner = _engine.StepRunner(model, 40)
+    out = np.empty((40, 3))
+    runner.predict(X, out)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                            # the child: report and leave without cleanup
+        try:
+            child_out = np.empty((40, 3))
+            runner.predict(X, child_out)
+            os.write(write, child_out.tobytes() + bytes([runner.team_size]))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    assert data[-1] == 2
+    assert np.frombuffer(data[:-1]).tobytes() == out.tobytes()

@@ -67,11 +67,28 @@ ctypedef struct Span:
     Py_ssize_t length
     int group              # index into the optimizer configs
 
+cdef extern from "team.h" nogil:
+    ctypedef unsigned long cnet_thread
+    ctypedef struct cnet_park:
+        long calls
+    int cnet_thread_start(cnet_thread* thread, void* (*fn)(void*) noexcept nogil, void* arg)
+    void cnet_thread_join(cnet_thread thread)
+    void cnet_atomic_store(long* value, long v)
+    void cnet_atomic_add(long* value, long v)
+    long cnet_wait_change(const long* value, long old)
+    void cnet_wait_equal(const long* value, long target)
+    void cnet_park_init(cnet_park* park)
+    void cnet_park_destroy(cnet_park* park)
+    bint cnet_park_owned(const cnet_park* park)
+    void cnet_park_wake(cnet_park* park, int closing)
+    bint cnet_park_wait(cnet_park* park, long* seen)
+    int CNET_HAS_TEAM
+
 cdef enum:
     TASK_FORWARD = 0           # each thread: its block of a Dense layer's outputs
     TASK_BACKWARD_INPUT = 1    # its block of columns of d loss / d input
     TASK_BACKWARD_PARAMS = 2   # its rows of the weight gradient, bias gradient, update
-    TASK_EXIT = 3
+    TASK_PARK = 3              # the call ends: back to waiting for the next one
 
 ctypedef struct Team:
     long generation        # bumped by the calling thread to start a phase
@@ -89,9 +106,11 @@ ctypedef struct Team:
     Py_ssize_t start       # read the calling core's
     void* copies           # (size - 1) copies of (B, n_in), one per worker
     bint flush             # flush denormals on the workers as on the calling thread
+    cnet_park park         # where the workers wait between calls
 
 ctypedef struct Worker:
     void* plan
+    Team* team
     int index
     bint is_double
 
@@ -130,15 +149,6 @@ cdef extern from "kernels.h" nogil:
     void cnet_fp_flush_end(uint64_t mode)
     int CNET_HAS_FLUSH
 
-cdef extern from "team.h" nogil:
-    ctypedef unsigned long cnet_thread
-    int cnet_thread_start(cnet_thread* thread, void* (*fn)(void*) noexcept nogil, void* arg)
-    void cnet_thread_join(cnet_thread thread)
-    void cnet_atomic_store(long* value, long v)
-    void cnet_atomic_add(long* value, long v)
-    long cnet_wait_change(const long* value, long old)
-    void cnet_wait_equal(const long* value, long target)
-    int CNET_HAS_TEAM
 
 
 cdef bint flush_denormal = CNET_HAS_FLUSH
@@ -433,52 +443,32 @@ cdef void start_phase(Plan* p, int task, int op) noexcept nogil:
     cnet_atomic_store(&t.generation, t.generation + 1)
 
 
-cdef void team_loop(Plan* p, int index, floating* work) noexcept nogil:
-    cdef Team* t = p.team
-    cdef long seen = 0
-    while True:
-        seen = cnet_wait_change(&t.generation, seen)
-        if t.task == TASK_EXIT:
-            return
-        run_piece(p, index, work)
-        cnet_atomic_add(&t.finished, 1)
-
-
 cdef void* worker_main(void* arg) noexcept nogil:
+    """A worker: wait for a call, run its pieces of the call's phases, wait again."""
     cdef Worker* w = <Worker*>arg
-    cdef Plan* p = <Plan*>w.plan
-    cdef uint64_t mode = cnet_fp_flush_begin(p.team.flush)
-    if w.is_double:
-        team_loop(p, w.index, <double*>p.work)
-    else:
-        team_loop(p, w.index, <float*>p.work)
-    cnet_fp_flush_end(mode)
+    cdef Team* t = w.team
+    cdef long calls = 0, seen = 0
+    cdef uint64_t mode
+    while cnet_park_wait(&t.park, &calls):
+        mode = cnet_fp_flush_begin(t.flush)
+        if w.is_double:
+            seen = run_call(<Plan*>w.plan, w.index, seen, <double*>NULL)
+        else:
+            seen = run_call(<Plan*>w.plan, w.index, seen, <float*>NULL)
+        cnet_fp_flush_end(mode)
+        cnet_atomic_add(&t.finished, 1)     # parked again
     return NULL
 
 
-cdef void team_start(Plan* p, Worker* workers, cnet_thread* threads) noexcept nogil:
-    """Start the team's workers; if a thread cannot be started, run alone instead."""
+cdef long run_call(Plan* p, int index, long seen, floating* kind) noexcept nogil:
+    """Worker `index`'s pieces of each phase until the call ends; the last phase seen."""
     cdef Team* t = p.team
-    cdef int k, i
-    t.generation = t.finished = 0
-    for k in range(1, t.size):
-        if cnet_thread_start(&threads[k - 1], worker_main, &workers[k - 1]) != 0:
-            t.size = k
-            team_stop(p, threads)
-            for i in range(p.n_ops):
-                p.ops[i].pieces = 1
-            return
-
-
-cdef void team_stop(Plan* p, cnet_thread* threads) noexcept nogil:
-    cdef Team* t = p.team
-    cdef int k
-    if t.size > 1:
-        t.task = TASK_EXIT
-        cnet_atomic_store(&t.generation, t.generation + 1)
-        for k in range(t.size - 1):
-            cnet_thread_join(threads[k])
-    p.team = NULL
+    while True:
+        seen = cnet_wait_change(&t.generation, seen)
+        if t.task == TASK_PARK:
+            return seen
+        run_piece(p, index, <floating*>p.work)
+        cnet_atomic_add(&t.finished, 1)
 
 
 cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const int64_t* order,
@@ -638,9 +628,10 @@ cdef class StepRunner:
     cdef object param_ranges    # [(op index, arena offset, size)] of every parameter
     cdef readonly object max_work   # multiply-adds of the largest product of a full batch
     cdef Team team
-    cdef Worker* workers        # room for `capacity` workers
+    cdef Worker* workers        # room for `capacity` workers, n_workers of them running
     cdef cnet_thread* threads
     cdef int capacity
+    cdef int n_workers
     cdef object copies          # the workers' copies of the batch
     cdef readonly int team_size  # threads of the last call (1: the calling thread alone)
 
@@ -652,6 +643,7 @@ cdef class StepRunner:
         self.workers = NULL
         self.threads = NULL
         self.capacity = 0
+        self.n_workers = 0
 
     def __init__(self, model, Py_ssize_t batch_size, loss=None, optimizer=None,
                  double max_grad_norm=0.0):
@@ -772,31 +764,63 @@ cdef class StepRunner:
                     and self.plan.batch * op.n_in * op.n_out >= get_threaded_min_work()):
                 op.pieces = max(1, min(threads, op.n_out // 16))
                 size = max(size, op.pieces)
+        if size > 1 and not self.start_workers(size - 1):
+            size = 1
+            for i in range(self.plan.n_ops):
+                self.plan.ops[i].pieces = 1
         self.team_size = size
         if size == 1:
             return 1
-        if self.capacity < size:
-            free(self.workers)
-            free(self.threads)
-            self.workers = <Worker*>malloc((size - 1) * sizeof(Worker))
-            self.threads = <cnet_thread*>malloc((size - 1) * sizeof(cnet_thread))
-            if self.workers == NULL or self.threads == NULL:
-                self.capacity = 0
-                raise MemoryError()
-            self.capacity = size
         if self.plan.ops[0].pieces > 1:
             n = (size - 1) * self.plan.batch * self.plan.n_in
             if self.copies is None or self.copies.size < n:
                 self.copies = np.empty(n, np.float64 if self.is_double else np.float32)
             self.team.copies = <void*>address(self.copies)
-        for i in range(size - 1):
-            self.workers[i].plan = &self.plan
-            self.workers[i].index = i + 1
-            self.workers[i].is_double = self.is_double
         self.team.size = size
         self.team.flush = flush_denormal
         self.team.source = NULL
         return size
+
+    cdef bint start_workers(self, int n) except -1:
+        """n workers, waiting for calls: those of earlier calls if there are n of them
+        (started by this process), else new ones. False if a thread could not be started."""
+        cdef int k
+        if self.n_workers == n and cnet_park_owned(&self.team.park):
+            return True
+        self.stop_workers()
+        if self.capacity < n:
+            free(self.workers)
+            free(self.threads)
+            self.workers = <Worker*>malloc(n * sizeof(Worker))
+            self.threads = <cnet_thread*>malloc(n * sizeof(cnet_thread))
+            if self.workers == NULL or self.threads == NULL:
+                self.capacity = 0
+                raise MemoryError()
+            self.capacity = n
+        self.team.generation = self.team.finished = 0
+        cnet_park_init(&self.team.park)
+        for k in range(n):
+            self.workers[k].plan = &self.plan
+            self.workers[k].team = &self.team
+            self.workers[k].index = k + 1
+            self.workers[k].is_double = self.is_double
+            if cnet_thread_start(&self.threads[k], worker_main, &self.workers[k]) != 0:
+                self.stop_workers()
+                return False
+            self.n_workers = k + 1
+        return True
+
+    cdef void stop_workers(self) noexcept:
+        """Let the workers exit and join them. In a forked child, whose copy of this object
+        names threads of its parent, only forget them."""
+        cdef int k
+        if self.n_workers > 0 and cnet_park_owned(&self.team.park):
+            with nogil:
+                cnet_park_wake(&self.team.park, True)
+                for k in range(self.n_workers):
+                    cnet_thread_join(self.threads[k])
+                cnet_park_destroy(&self.team.park)
+        self.n_workers = 0
 
     def train_batches(self, X, y, order, Py_ssize_t first_batch, Py_ssize_t n_batches,
                       double[::1] losses, int64_t[::1] correct, bint stop_on_nan=True,
@@ -876,22 +900,25 @@ cdef class StepRunner:
         return bad
 
     cdef void begin(self, int size, bint alone) noexcept nogil:
-        """Start the team prepared for this call; while it or `alone` holds, every BLAS
+        """Wake the team prepared for this call; while it or `alone` holds, every BLAS
         product runs on the thread that calls it."""
         if alone or size > 1:
             one_thread_begin()
         if size > 1:
             self.plan.team = &self.team
-            team_start(&self.plan, self.workers, self.threads)
-            self.team_size = self.team.size
+            cnet_park_wake(&self.team.park, False)
 
     cdef void end(self, int size, bint alone) noexcept nogil:
-        if self.plan.team != NULL:
-            team_stop(&self.plan, self.threads)
+        """Send the workers back to wait for the next call, and wait until they are."""
+        if size > 1:
+            start_phase(&self.plan, TASK_PARK, 0)
+            cnet_wait_equal(&self.team.finished, size - 1)
+            self.plan.team = NULL
         if alone or size > 1:
             one_thread_end()
 
     def __dealloc__(self):
+        self.stop_workers()
         free(self.workers)
         free(self.threads)
         free(self.plan.ops)
