@@ -100,46 +100,70 @@ def test_team_gradients_for_closure_optimizers(threads):
 
 
 @needs_team
-def test_team_predicts_rows_read_in_place(threads):
-    model = Sequential(Dense(50, 96), ReLU(), Dense(96, 3), dtype="float32", seed=2)
+def test_team_predicts_each_thread_its_rows(threads):
+    """Prediction splits each batch by rows (at least 16 a thread), read in place."""
+    model = Sequential(Dense(50, 96), ReLU(), Dropout(0.5), Dense(96, 3), dtype="float32",
+                       seed=2)
     X = np.random.default_rng(0).standard_normal((700, 50)).astype(np.float32)
     runner = _engine.StepRunner(model, 64)
     outputs = []
-    for n_threads in (1, 2, 6):
+    for n_threads, size in ((1, 1), (2, 2), (3, 3), (6, 4)):    # 64 rows: at most 4
         cnet.set_num_threads(n_threads)
         out = np.empty((700, 3), np.float32)
         assert runner.predict(X, out) == -1
-        assert runner.team_size == n_threads
+        assert runner.team_size == size
         outputs.append(out)
+    assert_allclose(outputs[3], outputs[0], **TOL["float32"])
     assert_allclose(outputs[1], outputs[0], **TOL["float32"])
     assert_allclose(outputs[2], outputs[0], **TOL["float32"])
     expected = np.maximum(X @ model[0].weight.data.T + model[0].bias.data, 0)
-    expected = expected @ model[2].weight.data.T + model[2].bias.data
+    expected = expected @ model[3].weight.data.T + model[3].bias.data
     np.testing.assert_allclose(outputs[0], expected, rtol=1e-4, atol=1e-5)
+
+
+@needs_team
+def test_prediction_nan_rows_and_batch_norm(threads):
+    """Each thread checks its own rows: the first non-finite row is found wherever it is.
+    A BatchNorm layer keeps prediction on one thread (its statistics buffers are shared)."""
+    cnet.set_num_threads(3)
+    model = Sequential(Dense(20, 40), ReLU(), Dense(40, 2), dtype="float64", seed=0)
+    runner = _engine.StepRunner(model, 96)
+    X = np.random.default_rng(0).standard_normal((500, 20))
+    out = np.empty((500, 2))
+    for bad_rows in ([450], [130, 420], [96], [0, 499]):
+        Xbad = X.copy()
+        Xbad[bad_rows, 3] = np.nan
+        assert runner.predict(Xbad, out) == bad_rows[0]
+        assert runner.team_size == 3
+    model = Sequential(Dense(20, 40), BatchNorm1d(40), Dense(40, 2), dtype="float64", seed=0)
+    model.eval()
+    runner = _engine.StepRunner(model, 96)
+    assert runner.predict(X, out) == -1 and runner.team_size == 1
+
+
+def fit_team_size(model, batch=16):
+    """The team size of one epoch of fit (batches of 16 rows)."""
+    X = np.ones((batch * 3, model.in_features), model.dtype)
+    y = np.arange(batch * 3) % model.out_features
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    trainer.fit(X, y, epochs=1, batch_size=batch, verbose=0)
+    return trainer._runner(batch, training=True, y=y).team_size
 
 
 @needs_team
 def test_who_shares_a_layer(threads):
     """Only Dense layers with at least two blocks of 16 outputs and a product of at least
     set_threaded_min_work multiply-adds; set_num_threads(1) keeps every step alone."""
-    model = Sequential(Dense(8, 31), ReLU(), Dense(31, 4), dtype="float32", seed=0)
-    runner = _engine.StepRunner(model, 16)
-    X = np.ones((16, 8), np.float32)
-    out = np.empty((16, 4), np.float32)
     cnet.set_num_threads(4)
-    runner.predict(X, out)
-    assert runner.team_size == 1            # 31 outputs: one block
+    model = Sequential(Dense(8, 31), ReLU(), Dense(31, 4), dtype="float32", seed=0)
+    assert fit_team_size(model) == 1          # 31 outputs: one block
     model = Sequential(Dense(8, 32), ReLU(), Dense(32, 4), dtype="float32", seed=0)
-    runner = _engine.StepRunner(model, 16)
-    runner.predict(X, out)
-    assert runner.team_size == 2
+    assert fit_team_size(model) == 2
     cnet.set_threaded_min_work(16 * 8 * 32 + 1)   # the product is now too small
-    runner.predict(X, out)
-    assert runner.team_size == 1
+    assert fit_team_size(model) == 1
     cnet.set_threaded_min_work(0)
     cnet.set_num_threads(1)
-    runner.predict(X, out)
-    assert runner.team_size == 1
+    assert fit_team_size(model) == 1
 
 
 def test_default_team_follows_the_blas(threads):
@@ -148,8 +172,8 @@ def test_default_team_follows_the_blas(threads):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     cnet.set_num_threads(None)
     model = Sequential(Dense(8, 64), ReLU(), Dense(64, 4), dtype="float32", seed=0)
-    runner = _engine.StepRunner(model, 16)
-    X, out = np.ones((16, 8), np.float32), np.empty((16, 4), np.float32)
+    runner = _engine.StepRunner(model, 64)
+    X, out = np.ones((64, 8), np.float32), np.empty((64, 4), np.float32)
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         runner.predict(X, out)
         assert runner.team_size == 1
@@ -252,10 +276,10 @@ def test_workers_wait_between_calls_and_exit_with_their_runner(threads):
     call; a new size restarts them; they exit when the runner goes."""
     import gc
     model = Sequential(Dense(8, 64), ReLU(), Dense(64, 4), dtype="float32", seed=0)
-    X, out = np.ones((16, 8), np.float32), np.empty((16, 4), np.float32)
+    X, out = np.ones((64, 8), np.float32), np.empty((64, 4), np.float32)
     gc.collect()                           # earlier tests' runners, and their workers, go
     before = thread_count()
-    runner = _engine.StepRunner(model, 16)
+    runner = _engine.StepRunner(model, 64)
     cnet.set_num_threads(3)
     runner.predict(X, out)
     assert thread_count() == before + 2

@@ -89,6 +89,7 @@ cdef enum:
     TASK_BACKWARD_INPUT = 1    # its block of columns of d loss / d input
     TASK_BACKWARD_PARAMS = 2   # its rows of the weight gradient, bias gradient, update
     TASK_PARK = 3              # the call ends: back to waiting for the next one
+    TASK_PREDICT = 4           # its share of the rows, through every layer
 
 ctypedef struct Team:
     long generation        # bumped by the calling thread to start a phase
@@ -107,6 +108,7 @@ ctypedef struct Team:
     void* copies           # (size - 1) copies of (B, n_in), one per worker
     bint flush             # flush denormals on the workers as on the calling thread
     cnet_park park         # where the workers wait between calls
+    Py_ssize_t* bad        # TASK_PREDICT: each thread's first non-finite row, or -1
 
 ctypedef struct Worker:
     void* plan
@@ -214,10 +216,11 @@ cdef inline Py_ssize_t gather_rows(floating* dst, const floating* src, const int
         return cnet_gather_rows_f64(dst, src, order, start, rows, width)
 
 
-cdef void forward_pass(Plan* p, const floating* x, Py_ssize_t rows,
-                       int first) noexcept nogil:
+cdef void forward_pass(Plan* p, const floating* x, Py_ssize_t rows, int first,
+                       Py_ssize_t row0) noexcept nogil:
     """Every layer's output from the input rows x (B, n_in), into the workspace, from op
-    `first` on (the ones before it are done)."""
+    `first` on (the ones before it are done); the rows go to rows row0.. of each output (a
+    thread's share of a prediction)."""
     cdef floating* work = <floating*>p.work
     cdef floating* params = <floating*>p.params
     cdef const floating* inp = x if first == 0 else work + p.ops[first - 1].output
@@ -227,8 +230,8 @@ cdef void forward_pass(Plan* p, const floating* x, Py_ssize_t rows,
     cdef int i
     for i in range(first, p.n_ops):
         op = &p.ops[i]
-        out = work + op.output
-        saved = work + op.saved
+        out = work + op.output + row0 * op.n_out
+        saved = work + op.saved + row0 * op.n_out
         if op.kind == OP_DENSE and op.pieces > 1:
             p.team.inp = inp
             p.team.rows = rows
@@ -280,7 +283,7 @@ cdef double forward_loss(Plan* p, floating* x, Py_ssize_t rows, int first,
     cdef floating* work = <floating*>p.work
     cdef floating* logits
     cdef double loss
-    forward_pass(p, x, rows, first)
+    forward_pass(p, x, rows, first, 0)
     logits = work + p.ops[p.n_ops - 1].output
     if p.loss.class_targets:
         loss = loss_ptr(&p.loss, work + p.grad_a, logits, p.class_target, rows, p.n_out)
@@ -389,6 +392,13 @@ cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
     cdef floating* grads = <floating*>p.grads
     cdef const floating* inp = <const floating*>t.inp
     cdef Py_ssize_t lo, hi, i
+    if t.task == TASK_PREDICT:
+        lo = t.rows * s // t.size
+        hi = t.rows * (s + 1) // t.size
+        t.bad[s] = gather_rows(<floating*>NULL, inp, NULL, lo, hi - lo, p.n_in)
+        if t.bad[s] < 0 and lo < hi:
+            forward_pass(p, inp + lo * p.n_in, hi - lo, 0, lo)
+        return
     if s >= op.pieces:
         return
     if t.op == 0 and s > 0 and t.source != NULL:
@@ -568,14 +578,21 @@ cdef Py_ssize_t predict_rows(Plan* p, const floating* X, floating* out,
     cdef floating* work = <floating*>p.work
     cdef Py_ssize_t start = 0, rows, bad
     cdef const floating* last
-    if p.team != NULL:
-        p.team.source = NULL        # the rows are read in place, by every thread
+    cdef int s
     while start < n_rows:
         rows = min(p.batch, n_rows - start)
-        bad = gather_rows(<floating*>NULL, X, NULL, start, rows, p.n_in)
-        if bad >= 0:
-            return bad
-        forward_pass(p, X + start * p.n_in, rows, 0)
+        if p.team != NULL:      # each thread checks and predicts its share of the rows
+            p.team.inp = X + start * p.n_in
+            p.team.rows = rows
+            run_phase(p, TASK_PREDICT, 0, work)
+            for s in range(p.team.size):
+                if p.team.bad[s] >= 0:
+                    return start + p.team.bad[s]
+        else:
+            bad = gather_rows(<floating*>NULL, X, NULL, start, rows, p.n_in)
+            if bad >= 0:
+                return bad
+            forward_pass(p, X + start * p.n_in, rows, 0, 0)
         last = work + p.ops[p.n_ops - 1].output
         memcpy(out + start * p.n_out, last, rows * p.n_out * sizeof(floating))
         start += rows
@@ -642,6 +659,7 @@ cdef class StepRunner:
         self.plan.team = NULL
         self.workers = NULL
         self.threads = NULL
+        self.team.bad = NULL
         self.capacity = 0
         self.n_workers = 0
 
@@ -744,15 +762,20 @@ cdef class StepRunner:
         for g, (config, _) in enumerate(self.optimizer.kernel_groups()):
             fill_optim_config(&self.plan.configs[g], config)
 
-    cdef int prepare_team(self, bint* alone) except -1:
-        """This call's team: every Dense op whose product is large enough to be threaded
-        (cnet.set_threaded_min_work) is shared by set_num_threads threads (by default as
-        many as the BLAS may use), at most one per 16 output features. Returns the team's
-        size (1: no team: the BLAS threads the large products itself, unless `alone`, which
-        is also set where set_num_threads asks for one thread)."""
+    cdef int prepare_team(self, bint* alone, bint predicting=False) except -1:
+        """This call's team of set_num_threads threads (by default as many as the BLAS may
+        use). Training: every Dense op whose product is large enough to be threaded
+        (cnet.set_threaded_min_work) is shared, at most one thread per 16 output features.
+        Predicting: each thread takes its share of the rows (at least 16) through every
+        layer, if the products of a batch are large enough and no BatchNorm writes
+        statistics that the threads would share. Returns the team's size (1: no team: the
+        BLAS threads the large products itself, unless `alone`, which is also set where
+        set_num_threads asks for one thread)."""
         cdef int i, size = 1
         cdef int threads = (1 if alone[0] else team_threads if team_threads > 0
                             else blas_threads())
+        cdef long long work = 0
+        cdef bint row_independent = True
         cdef Op* op
         alone[0] = alone[0] or team_threads == 1
         if not CNET_HAS_TEAM:
@@ -760,10 +783,16 @@ cdef class StepRunner:
         for i in range(self.plan.n_ops):
             op = &self.plan.ops[i]
             op.pieces = 1
-            if (threads > 1 and op.kind == OP_DENSE
+            row_independent = row_independent and op.kind != OP_BATCHNORM
+            if op.kind == OP_DENSE:
+                work += self.plan.batch * op.n_in * op.n_out
+            if (threads > 1 and op.kind == OP_DENSE and not predicting
                     and self.plan.batch * op.n_in * op.n_out >= get_threaded_min_work()):
                 op.pieces = max(1, min(threads, op.n_out // 16))
                 size = max(size, op.pieces)
+        if (predicting and threads > 1 and row_independent
+                and work >= get_threaded_min_work()):
+            size = max(1, min(threads, <int>(self.plan.batch // 16)))
         if size > 1 and not self.start_workers(size - 1):
             size = 1
             for i in range(self.plan.n_ops):
@@ -791,9 +820,11 @@ cdef class StepRunner:
         if self.capacity < n:
             free(self.workers)
             free(self.threads)
+            free(self.team.bad)
             self.workers = <Worker*>malloc(n * sizeof(Worker))
             self.threads = <cnet_thread*>malloc(n * sizeof(cnet_thread))
-            if self.workers == NULL or self.threads == NULL:
+            self.team.bad = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
+            if self.workers == NULL or self.threads == NULL or self.team.bad == NULL:
                 self.capacity = 0
                 raise MemoryError()
             self.capacity = n
@@ -887,7 +918,7 @@ cdef class StepRunner:
         cdef Py_ssize_t n_rows = X.shape[0], bad
         cdef uint64_t mode
         cdef bint alone = False
-        cdef int size = self.prepare_team(&alone)
+        cdef int size = self.prepare_team(&alone, True)
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
             self.begin(size, alone)
@@ -921,6 +952,7 @@ cdef class StepRunner:
         self.stop_workers()
         free(self.workers)
         free(self.threads)
+        free(self.team.bad)
         free(self.plan.ops)
         free(self.plan.spans)
         free(self.plan.configs)
