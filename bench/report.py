@@ -141,6 +141,11 @@ def header(results):
     lines.append(f"- Python {machine.get('python_version', '?')}, numpy {extra.get('numpy', '?')}, "
                  f"scipy {extra.get('scipy', '?')}, torch {extra.get('torch') or 'not installed'}"
                  + (f" ({extra['torch_threads']} threads)" if extra.get("torch_threads") else ""))
+    if "cnet_threads" in extra:
+        lines.append(f"- cnet: team of {extra['cnet_threads'] or 'as many threads as the BLAS uses'}"
+                     f" (`cnet.set_num_threads`), layers shared from "
+                     f"{extra.get('cnet_threaded_min_work'):,} multiply-adds "
+                     f"(`cnet.set_threaded_min_work`)")
     for pool in extra.get("threadpools") or []:
         where = os.path.basename(pool.get("filepath") or "")
         lines.append(f"- {pool.get('user_api')}: {pool.get('internal_api')} {pool.get('version')}"
