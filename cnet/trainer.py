@@ -321,8 +321,7 @@ class Trainer:
             return done == count
 
         one_thread, trial = False, 0
-        if (n_batches >= 16 and _blas.get_thread_autotune()
-                and _blas.threaded_products(runner.max_work)):
+        if n_batches >= 16 and _blas.get_thread_autotune() and runner.threaded():
             trial = min(16, max(2, n_batches // 64))
         if trial:
             if not run(1, False):

@@ -119,7 +119,7 @@ class ScratchRunner:
 
     def __init__(self, runner, allocate):
         self.runner, self.allocate = runner, allocate
-        self.max_work = runner.max_work
+        self.threaded = runner.threaded
 
     def train_batches(self, X, y, order, first, n, losses, correct, stop_on_nan=True,
                       one_thread=False):

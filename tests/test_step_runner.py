@@ -220,7 +220,7 @@ class RecordingRunner:
     """The real runner, recording each call's (first batch, batches, one_thread)."""
 
     def __init__(self, runner):
-        self.runner, self.calls, self.max_work = runner, [], runner.max_work
+        self.runner, self.calls, self.threaded = runner, [], runner.threaded
 
     def train_batches(self, X, y, order, first, n, losses, correct, stop_on_nan=True,
                       one_thread=False):

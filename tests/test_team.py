@@ -360,3 +360,19 @@ def test_team_on_random_shapes_trains_and_predicts_as_one_thread(widths, batch, 
     finally:
         cnet.set_num_threads(previous[0])
         cnet.set_threaded_min_work(previous[1])
+
+
+@needs_team
+def test_autotune_asks_the_runner_whether_it_threads(threads):
+    """The trial compares the runner's threads against one thread: none with
+    set_num_threads(1); with a team, even for products OpenBLAS itself keeps on one thread."""
+    model = Sequential(Dense(8, 64), ReLU(), Dense(64, 4), dtype="float32", seed=0)
+    runner = _engine.StepRunner(model, 16, CrossEntropyLoss(), optim.SGD(model.parameters(),
+                                                                         lr=0.1))
+    cnet.set_num_threads(2)
+    assert runner.threaded()                  # 16 * 8 * 64 multiply-adds, threshold 0
+    cnet.set_num_threads(1)
+    assert not runner.threaded()
+    cnet.set_num_threads(2)
+    cnet.set_threaded_min_work(16 * 8 * 64 + 1)
+    assert not runner.threaded()

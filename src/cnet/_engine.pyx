@@ -23,6 +23,7 @@ import numbers
 
 import numpy as np
 
+from cnet import _blas
 from cnet._activations cimport activation_backward, activation_forward
 from cnet._batchnorm cimport batchnorm_backward_ptr, batchnorm_forward_ptr
 from cnet._blas cimport (blas_threads, get_threaded_min_work, one_thread_begin,
@@ -643,7 +644,7 @@ cdef class StepRunner:
     cdef object keep_layers
     cdef object optimizer
     cdef object param_ranges    # [(op index, arena offset, size)] of every parameter
-    cdef readonly object max_work   # multiply-adds of the largest product of a full batch
+    cdef object max_work        # multiply-adds of the largest product of a full batch
     cdef Team team
     cdef Worker* workers        # room for `capacity` workers, n_workers of them running
     cdef cnet_thread* threads
@@ -782,14 +783,11 @@ cdef class StepRunner:
             threads = 1
         for i in range(self.plan.n_ops):
             op = &self.plan.ops[i]
-            op.pieces = 1
+            op.pieces = 1 if predicting else self.pieces(op, threads)
+            size = max(size, op.pieces)
             row_independent = row_independent and op.kind != OP_BATCHNORM
             if op.kind == OP_DENSE:
                 work += self.plan.batch * op.n_in * op.n_out
-            if (threads > 1 and op.kind == OP_DENSE and not predicting
-                    and self.plan.batch * op.n_in * op.n_out >= get_threaded_min_work()):
-                op.pieces = max(1, min(threads, op.n_out // 16))
-                size = max(size, op.pieces)
         if (predicting and threads > 1 and row_independent
                 and work >= get_threaded_min_work()):
             size = max(1, min(threads, <int>(self.plan.batch // 16)))
@@ -809,6 +807,25 @@ cdef class StepRunner:
         self.team.flush = flush_denormal
         self.team.source = NULL
         return size
+
+    cdef int pieces(self, Op* op, int threads) noexcept:
+        """Threads sharing op in training: a Dense op whose product has at least
+        threaded_min_work multiply-adds, one thread per 16 outputs at most."""
+        if (threads > 1 and op.kind == OP_DENSE
+                and self.plan.batch * op.n_in * op.n_out >= get_threaded_min_work()):
+            return max(1, min(threads, op.n_out // 16))
+        return 1
+
+    def threaded(self):
+        """Whether training calls (without one_thread) may run on more than one thread: the
+        team shares a layer, or the BLAS threads a product of a layer the team leaves alone
+        (what the thread autotune compares against one thread)."""
+        cdef int i, threads = (1 if team_threads == 1 or not CNET_HAS_TEAM
+                               else team_threads if team_threads > 0 else blas_threads())
+        for i in range(self.plan.n_ops):
+            if self.pieces(&self.plan.ops[i], threads) > 1:
+                return True
+        return team_threads != 1 and _blas.threaded_products(self.max_work)
 
     cdef bint start_workers(self, int n) except -1:
         """n workers, waiting for calls: those of earlier calls if there are n of them
