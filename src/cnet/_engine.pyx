@@ -103,9 +103,9 @@ ctypedef struct Team:
     void* grad_out         # d loss / d output of the op
     void* grad_in          # d loss / d input, written by TASK_BACKWARD_INPUT
     long step              # > 0: TASK_BACKWARD_PARAMS applies the optimizer update
-    const void* source     # the data the batch was gathered from (NULL: read inp), so
-    const int64_t* order   # workers gather their own copy of op 0's input rather than
-    Py_ssize_t start       # read the calling core's
+    const void* source     # the data the batch was gathered from, so workers gather
+    const int64_t* order   # their own copy of op 0's input rather than read the
+    Py_ssize_t start       # calling core's (set by gather_and_begin)
     void* copies           # (size - 1) copies of (B, n_in), one per worker
     bint flush             # flush denormals on the workers as on the calling thread
     cnet_park park         # where the workers wait between calls
@@ -233,7 +233,7 @@ cdef void forward_pass(Plan* p, const floating* x, Py_ssize_t rows, int first,
         op = &p.ops[i]
         out = work + op.output + row0 * op.n_out
         saved = work + op.saved + row0 * op.n_out
-        if op.kind == OP_DENSE and op.pieces > 1:
+        if op.kind == OP_DENSE and op.pieces > 1:     # each thread its block of outputs
             p.team.inp = inp
             p.team.rows = rows
             run_phase(p, TASK_FORWARD, i, work)
@@ -313,25 +313,22 @@ cdef void backward_pass(Plan* p, floating* x, Py_ssize_t rows, long step) noexce
     for i in range(p.n_ops - 1, -1, -1):
         op = &p.ops[i]
         inp = x if i == 0 else work + p.ops[i - 1].output
-        if op.kind == OP_DENSE and op.pieces > 1:
-            p.team.inp = inp
-            p.team.rows = rows
-            p.team.grad_out = grad_out
-            p.team.grad_in = grad_in
-            p.team.step = step
-            if i > 0:
-                run_phase(p, TASK_BACKWARD_INPUT, i, work)
-            run_phase(p, TASK_BACKWARD_PARAMS, i, work)     # updates its own rows
-            swap = grad_out
-            grad_out = grad_in
-            grad_in = swap
-            continue
-        elif op.kind == OP_DENSE:
-            dense_backward_ptr(grads + op.weight,
-                               grads + op.bias if op.bias >= 0 else <floating*>NULL,
-                               grad_in if i > 0 else <floating*>NULL,
-                               grad_out, inp, params + op.weight,
-                               <int>rows, <int>op.n_in, <int>op.n_out, 0)
+        if op.kind == OP_DENSE:
+            if op.pieces > 1:
+                p.team.inp = inp
+                p.team.rows = rows
+                p.team.grad_out = grad_out
+                p.team.grad_in = grad_in
+                p.team.step = step
+                if i > 0:
+                    run_phase(p, TASK_BACKWARD_INPUT, i, work)
+                run_phase(p, TASK_BACKWARD_PARAMS, i, work)     # updates its own rows
+            else:
+                dense_backward_ptr(grads + op.weight,
+                                   grads + op.bias if op.bias >= 0 else <floating*>NULL,
+                                   grad_in if i > 0 else <floating*>NULL,
+                                   grad_out, inp, params + op.weight,
+                                   <int>rows, <int>op.n_in, <int>op.n_out, 0)
             swap = grad_out
             grad_out = grad_in
             grad_in = swap
@@ -351,7 +348,7 @@ cdef void backward_pass(Plan* p, floating* x, Py_ssize_t rows, long step) noexce
                                 rows, op.n_out, op.slope)
         elif op.kind == OP_DROPOUT and op.p > 0:
             dropout_backward_ptr(grad_out, grad_out, work + op.saved, rows * op.n_out)
-        if step > 0:
+        if step > 0 and op.pieces == 1:     # a shared op's pieces updated their rows
             update_spans(p, params, grads, op.first_span, op.n_spans, step)
 
 
@@ -402,7 +399,7 @@ cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
         return
     if s >= op.pieces:
         return
-    if t.op == 0 and s > 0 and t.source != NULL:
+    if t.op == 0 and s > 0:    # op 0 is shared only after gather_and_begin
         inp = <floating*>t.copies + (s - 1) * p.batch * p.n_in
         if t.task == TASK_FORWARD:      # the rows come from memory, not the other core
             gather_rows(<floating*>inp, <const floating*>t.source, t.order, t.start,
@@ -805,7 +802,6 @@ cdef class StepRunner:
             self.team.copies = <void*>address(self.copies)
         self.team.size = size
         self.team.flush = flush_denormal
-        self.team.source = NULL
         return size
 
     cdef int pieces(self, Op* op, int threads) noexcept:
