@@ -88,7 +88,7 @@ static inline void cnet_fp_flush_end(uint64_t mode) { (void)mode; }
 CNET_KERNEL void cnet_adam_##SUFFIX(                                              \
     T *restrict param, T *restrict exp_avg, T *restrict exp_avg_sq,                        \
     T *restrict max_exp_avg_sq, const T *restrict grad, ptrdiff_t n,                       \
-    T step_size, T inv_bc2_sqrt, T one_minus_beta1, T beta2, T one_minus_beta2, T eps,         \
+    T step_size, T inv_bc2_sqrt, T one_minus_beta1, T beta2, T one_minus_beta2, T eps,     \
     T weight_decay, T decay, int amsgrad, int decoupled)                                   \
 {                                                                                          \
     for (ptrdiff_t i = 0; i < n; i++) {                                                    \
@@ -103,7 +103,7 @@ CNET_KERNEL void cnet_adam_##SUFFIX(                                            
             v = max_exp_avg_sq[i] > v ? max_exp_avg_sq[i] : v;                             \
             max_exp_avg_sq[i] = v;                                                         \
         }                                                                                  \
-        param[i] = p - step_size * (m / (SQRT(v) * inv_bc2_sqrt + eps));                       \
+        param[i] = p - step_size * (m / (SQRT(v) * inv_bc2_sqrt + eps));                   \
     }                                                                                      \
 }
 
