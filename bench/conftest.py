@@ -172,13 +172,6 @@ def pytest_sessionstart(session):
     _LOAD_AT_START.extend(os.getloadavg())
 
 
-def _threaded_min_work():
-    """cnet.set_threaded_min_work's current value (the setter returns the previous one)."""
-    work = cnet.set_threaded_min_work(0)
-    cnet.set_threaded_min_work(work)
-    return work
-
-
 def pytest_benchmark_update_machine_info(config, machine_info):
     """The header report.py prints: BLAS and its threads, library versions, CPU count, load."""
     import scipy
@@ -191,7 +184,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "scipy": scipy.__version__,
         "cnet": cnet.__version__,
         "cnet_threads": cnet.get_num_threads(),        # None: as many as the BLAS uses
-        "cnet_threaded_min_work": _threaded_min_work(),
+        "cnet_threaded_min_work": cnet.get_threaded_min_work(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "loadavg_start": _LOAD_AT_START,

@@ -9,7 +9,8 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 from cnet import callbacks, data, metrics, optim, schedulers
-from cnet._blas import get_thread_autotune, set_thread_autotune, set_threaded_min_work
+from cnet._blas import (get_thread_autotune, get_threaded_min_work, set_thread_autotune,
+                        set_threaded_min_work)
 from cnet._engine import get_flush_denormal, get_num_threads, set_flush_denormal, set_num_threads
 from cnet.io import load, save
 from cnet.layers import (BatchNorm1d, Dense, Dropout, Identity, LeakyReLU, Linear, ReLU, Sigmoid,
@@ -31,5 +32,6 @@ __all__ = [
     "save", "load",
     "callbacks", "data", "metrics", "optim", "schedulers",
     "set_flush_denormal", "get_flush_denormal", "set_threaded_min_work",
+    "get_threaded_min_work",
     "set_thread_autotune", "get_thread_autotune", "set_num_threads", "get_num_threads",
 ]

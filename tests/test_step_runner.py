@@ -199,11 +199,19 @@ def test_single_threaded_products_restore_the_blas_thread_count():
 @pytest.mark.parametrize("bad, error", [(-1, ValueError), (2**63, ValueError), (1.5, TypeError),
                                         (True, TypeError), ("8", TypeError), (None, TypeError)])
 def test_set_threaded_min_work_rejects_what_is_not_a_count(bad, error):
-    previous = cnet.set_threaded_min_work(0)
-    cnet.set_threaded_min_work(previous)
+    previous = cnet.get_threaded_min_work()
     with pytest.raises(error, match="work: expected an int"):
         cnet.set_threaded_min_work(bad)
-    assert cnet.set_threaded_min_work(previous) == previous   # unchanged by the bad call
+    assert cnet.get_threaded_min_work() == previous   # unchanged by the bad call
+
+
+def test_get_threaded_min_work_reads_what_set_wrote():
+    previous = cnet.set_threaded_min_work(12345)
+    try:
+        assert cnet.get_threaded_min_work() == 12345
+    finally:
+        cnet.set_threaded_min_work(previous)
+    assert cnet.get_threaded_min_work() == previous
 
 
 @pytest.mark.parametrize("bad", [1, 0, "yes", None, 0.0])

@@ -14,4 +14,4 @@ cdef void gemm_ld(floating* c, int ldc, const floating* a, int lda, const floati
 
 cdef int blas_threads() noexcept nogil
 
-cdef long long get_threaded_min_work() noexcept nogil
+cpdef long long get_threaded_min_work() noexcept nogil

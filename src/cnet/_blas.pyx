@@ -84,7 +84,8 @@ def set_threaded_min_work(work):
     return previous
 
 
-cdef long long get_threaded_min_work() noexcept nogil:
+cpdef long long get_threaded_min_work() noexcept nogil:
+    """The current set_threaded_min_work value."""
     return threaded_min_work
 
 
