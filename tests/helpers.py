@@ -76,3 +76,70 @@ def closure_for(model, optimizer, X, Y, loss_fn):
         model.backward(loss_fn.backward())
         return loss
     return closure
+
+
+def in_threads(jobs):
+    """Run jobs [(function, args)] at the same moment, one thread each, under one BLAS
+    thread (threadpoolctl); their results. Each function takes a `start` barrier."""
+    import threading
+
+    from threadpoolctl import threadpool_limits
+    start = threading.Barrier(len(jobs))
+    results = [None] * len(jobs)
+    errors = []
+
+    def run(i, fn, args):
+        try:
+            with threadpool_limits(1):
+                results[i] = fn(*args, start=start)
+        except BaseException as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=run, args=(i, fn, args)) for i, (fn, args) in
+               enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def scipy_blas_threads():
+    """The thread count of the OpenBLAS that scipy (and so cnet) calls; skips the test
+    where there is none with the thread control cnet uses."""
+    import pytest
+
+    from cnet import _blas
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    counts = [p["num_threads"] for p in threadpoolctl.threadpool_info()
+              if p["user_api"] == "blas" and "scipy_openblas" in p["filepath"]
+              and "64_" not in p["filepath"]]      # NumPy's own is scipy_openblas64_
+    if not counts or not _blas.THREAD_CONTROL:
+        pytest.skip("scipy's BLAS is not an OpenBLAS with thread control")
+    return counts[0]
+
+
+TINY32 = np.finfo(np.float32).tiny      # the smallest normal float32, 1.18e-38
+
+
+def first_moment_after_zero_gradients(flush, hidden=3):
+    """Adam's exp_avg of a first layer (4 -> hidden) whose gradient is exactly zero (all-zero
+    inputs), started just above the denormal range: it decays by beta1 = 0.9 each step and
+    leaves the normal range on the third. Returns (the moments, the Trainer)."""
+    import cnet
+    from cnet import CrossEntropyLoss, Dense, ReLU, Sequential, Trainer, optim
+    model = Sequential(Dense(4, hidden), ReLU(), Dense(hidden, 2), dtype="float32", seed=0)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    opt.state["exp_avg"][...] = 1.5 * TINY32
+    previous = cnet.set_flush_denormal(flush)
+    try:
+        trainer = Trainer(model, CrossEntropyLoss(), opt)
+        trainer.fit(np.zeros((40, 4), np.float32), np.arange(40) % 2, epochs=1, batch_size=8,
+                    shuffle=False, verbose=0)
+    finally:
+        cnet.set_flush_denormal(previous)
+    weight = model[0].weight
+    return opt.state["exp_avg"][weight.offset:weight.offset + weight.size], trainer

@@ -25,6 +25,7 @@ from cnet.layers import BatchNorm1d, Dense, Dropout, ReLU
 from cnet.losses import CrossEntropyLoss
 from cnet.model import Sequential
 from cnet.trainer import Trainer
+from helpers import in_threads
 
 
 @pytest.fixture(autouse=True)
@@ -67,31 +68,6 @@ def manual_weights(dtype, seed, start=None, epochs=2):
             model.backward(loss_fn.backward())
             opt.step()
     return np.concatenate([model.flat_data, model.flat_buffers]).tobytes()
-
-
-def in_threads(jobs):
-    """Run jobs [(function, args)] at the same moment, one thread each; their results."""
-    start = threading.Barrier(len(jobs))
-    results = [None] * len(jobs)
-    errors = []
-
-    def run(i, fn, args):
-        try:
-            with threadpool_limits(1):
-                results[i] = fn(*args, start=start)
-        except BaseException as exc:   # noqa: BLE001 - reported below
-            errors.append(exc)
-            start.abort()
-
-    threads = [threading.Thread(target=run, args=(i, fn, args)) for i, (fn, args) in
-               enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 @pytest.mark.parametrize("train", [fit_weights, manual_weights], ids=["fit", "manual"])

@@ -6,6 +6,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import cnet
 from cnet import CrossEntropyLoss, Dense, ReLU, Sequential, Tanh, Trainer, _blas, _engine, optim
+from helpers import TINY32, first_moment_after_zero_gradients, scipy_blas_threads
 
 
 def model_and_data(dtype="float64", seed=0):
@@ -74,25 +75,6 @@ def test_op_spans_reject_entries_outside_the_parameters():
 
 # --- denormals ---------------------------------------------------------------------------
 
-TINY = np.finfo(np.float32).tiny      # the smallest normal float32, 1.18e-38
-
-
-def first_moment_after_zero_gradients(flush):
-    """Adam's exp_avg of a first layer whose gradient is exactly zero (all-zero inputs),
-    started just above the denormal range: it decays by beta1 = 0.9 each step and leaves
-    the normal range on the third."""
-    model = Sequential(Dense(4, 3), ReLU(), Dense(3, 2), dtype="float32", seed=0)
-    opt = optim.Adam(model.parameters(), lr=1e-3)
-    opt.state["exp_avg"][...] = 1.5 * TINY
-    previous = cnet.set_flush_denormal(flush)
-    try:
-        Trainer(model, CrossEntropyLoss(), opt).fit(
-            np.zeros((40, 4), np.float32), np.arange(40) % 2, epochs=1, batch_size=8,
-            shuffle=False, verbose=0)
-    finally:
-        cnet.set_flush_denormal(previous)
-    weight = model[0].weight
-    return opt.state["exp_avg"][weight.offset:weight.offset + weight.size]
 
 
 flush_supported = cnet.set_flush_denormal(cnet.get_flush_denormal())
@@ -101,13 +83,13 @@ flush_supported = cnet.set_flush_denormal(cnet.get_flush_denormal())
 @pytest.mark.skipif(not flush_supported, reason="this CPU has no flush-to-zero mode")
 def test_denormals_flush_to_zero_during_training():
     assert cnet.get_flush_denormal()           # the default
-    flushed = first_moment_after_zero_gradients(True)
+    flushed, _ = first_moment_after_zero_gradients(True)
     # Every result that would be denormal is 0: the moment either reached 0 or stayed at
     # the smallest normal values (its decrement 0.1 m is itself denormal, so flushed).
-    assert np.all((flushed == 0) | (flushed >= TINY))
-    kept = first_moment_after_zero_gradients(False)
-    assert np.all((kept > 0) & (kept < TINY))   # IEEE gradual underflow when turned off
-    assert_allclose(kept, 1.5 * TINY * 0.9**5, rtol=1e-3)
+    assert np.all((flushed == 0) | (flushed >= TINY32))
+    kept, _ = first_moment_after_zero_gradients(False)
+    assert np.all((kept > 0) & (kept < TINY32))   # IEEE gradual underflow when turned off
+    assert_allclose(kept, 1.5 * TINY32 * 0.9**5, rtol=1e-3)
 
 
 def test_flush_mode_does_not_leak_out_of_compiled_runs():
@@ -116,7 +98,7 @@ def test_flush_mode_does_not_leak_out_of_compiled_runs():
     trainer.fit(X, y, epochs=1, batch_size=8, verbose=0)
     trainer.predict(X)
     # NumPy in this thread still produces denormals.
-    assert np.float32(TINY) / np.float32(16) > 0
+    assert np.float32(TINY32) / np.float32(16) > 0
 
 
 def test_set_flush_denormal_returns_support_and_keeps_the_mode():
@@ -148,17 +130,6 @@ def test_products_agree_under_any_thread_threshold(threshold, dtype):
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     assert_allclose(out, a @ b.T, rtol=rtol, atol=rtol)
 
-
-def scipy_blas_threads():
-    """The thread count of the OpenBLAS that scipy (and so cnet) calls; skips the test
-    where there is none with the thread control cnet uses."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    counts = [p["num_threads"] for p in threadpoolctl.threadpool_info()
-              if p["user_api"] == "blas" and "scipy_openblas" in p["filepath"]
-              and "64_" not in p["filepath"]]      # NumPy's own is scipy_openblas64_
-    if not counts or not _blas.THREAD_CONTROL:
-        pytest.skip("scipy's BLAS is not an OpenBLAS with thread control")
-    return counts[0]
 
 
 def test_concurrent_single_threaded_products_leave_the_blas_thread_count_as_it_was():

@@ -13,6 +13,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 import cnet
 from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, MSELoss, ReLU, Sequential,
                   Tanh, Trainer, _engine, optim)
+from helpers import (TINY32, first_moment_after_zero_gradients, in_threads,
+                     scipy_blas_threads)
 
 needs_team = pytest.mark.skipif(not _engine.HAS_TEAM, reason="no threads on this platform")
 TOL = {"float32": dict(rtol=2e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-14)}
@@ -179,11 +181,9 @@ def test_default_team_follows_the_blas(threads):
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         runner.predict(X, out)
         assert runner.team_size == 1
-    blas = [i["num_threads"] for i in threadpoolctl.threadpool_info()
-            if i["user_api"] == "blas" and "scipy" in i["filepath"]]
     runner.predict(X, out)
-    if _engine.HAS_TEAM and cnet._blas.THREAD_CONTROL and blas:
-        assert runner.team_size == min(blas[0], 4)
+    if _engine.HAS_TEAM and cnet._blas.THREAD_CONTROL:
+        assert runner.team_size == min(scipy_blas_threads(), 4)
 
 
 @needs_team
@@ -192,26 +192,14 @@ def test_default_team_follows_the_blas(threads):
 def test_workers_flush_denormals_as_the_calling_thread(threads):
     """Adam's first moments of a layer whose gradient is zero decay into the denormals;
     flushed on every thread, each is 0 or still normal, in the rows the workers own too."""
-    tiny = np.finfo(np.float32).tiny
+    cnet.set_num_threads(4)
     for flush in (True, False):
-        cnet.set_num_threads(4)
-        model = Sequential(Dense(4, 64), ReLU(), Dense(64, 2), dtype="float32", seed=0)
-        opt = optim.Adam(model.parameters(), lr=1e-3)
-        opt.state["exp_avg"][...] = 1.5 * tiny
-        previous = cnet.set_flush_denormal(flush)
-        try:
-            trainer = Trainer(model, CrossEntropyLoss(), opt)
-            trainer.fit(np.zeros((40, 4), np.float32), np.arange(40) % 2, epochs=1,
-                        batch_size=8, shuffle=False, verbose=0)
-        finally:
-            cnet.set_flush_denormal(previous)
+        moment, trainer = first_moment_after_zero_gradients(flush, hidden=64)
         assert trainer._runner(8, training=True).team_size == 4
-        weight = model[0].weight
-        moment = opt.state["exp_avg"][weight.offset:weight.offset + weight.size]
         if flush:
-            assert np.all((moment == 0) | (moment >= tiny))
+            assert np.all((moment == 0) | (moment >= TINY32))
         else:
-            assert np.all((moment > 0) & (moment < tiny))
+            assert np.all((moment > 0) & (moment < TINY32))
 
 
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (-2, ValueError), (1025, ValueError),
@@ -235,7 +223,6 @@ def test_set_num_threads_returns_the_previous_setting(threads):
 def test_models_with_teams_trained_in_parallel_threads_match_one_after_the_other(threads):
     """Two trainers at once, each with its own team (4 threads on however many cores):
     the same bits as one after the other."""
-    import threading
     cnet.set_num_threads(2)
 
     def weights(dtype, seed, start=None):
@@ -247,23 +234,9 @@ def test_models_with_teams_trained_in_parallel_threads_match_one_after_the_other
         assert trainer._runner(16, training=True, y=y).team_size == 2
         return model.flat_data.tobytes()
 
-    jobs = [("float32", 1), ("float64", 2)]
-    sequential = [weights(*job) for job in jobs]
-    start, results, errors = threading.Barrier(2), [None, None], []
-
-    def run(i):
-        try:
-            results[i] = weights(*jobs[i], start=start)
-        except BaseException as exc:   # noqa: BLE001 - reported below
-            errors.append(exc)
-            start.abort()
-
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert not errors, errors
+    jobs = [(weights, ("float32", 1)), (weights, ("float64", 2))]
+    sequential = [fn(*args) for fn, args in jobs]
+    results = in_threads(jobs)     # under threadpoolctl's one BLAS thread: the team's 2 stay
     assert results == sequential
 
 
