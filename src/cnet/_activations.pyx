@@ -10,6 +10,7 @@ from libc.math cimport exp, fabs, tanh
 from libc.string cimport memcpy
 
 from cnet._memview cimport ptr2, cptr2
+from cnet._reduce cimport row_dot, row_max, row_sum
 
 
 # float32's exp-based loops are in kernels.h, where they vectorise (libm's expf and tanhf do
@@ -148,23 +149,16 @@ cdef void softmax_forward_ptr(floating* y,             # (rows, cols) out
     cdef const floating* xr
     cdef floating* yr
     cdef floating top, scale
-    cdef double total
     for i in range(rows):
         xr = x + i * cols
         yr = y + i * cols
-        top = xr[0]
-        for j in range(1, cols):
-            if xr[j] > top:
-                top = xr[j]
+        top = row_max(xr, cols)
         if floating is float:
             cnet_exp_shifted_f32(yr, xr, top, cols)
         else:
             for j in range(cols):
                 yr[j] = exp(xr[j] - top)
-        total = 0
-        for j in range(cols):
-            total += yr[j]
-        scale = <floating>(1 / total)
+        scale = <floating>(1 / row_sum(yr, cols))
         for j in range(cols):
             yr[j] *= scale
 
@@ -179,15 +173,11 @@ cdef void softmax_backward_ptr(floating* dx,           # (rows, cols) out
     cdef const floating* yr
     cdef floating* dxr
     cdef floating dot
-    cdef double total
     for i in range(rows):
         dyr = dy + i * cols
         yr = y + i * cols
         dxr = dx + i * cols
-        total = 0
-        for j in range(cols):
-            total += dyr[j] * yr[j]
-        dot = <floating>total
+        dot = <floating>row_dot(dyr, yr, cols)
         for j in range(cols):
             dxr[j] = yr[j] * (dyr[j] - dot)
 

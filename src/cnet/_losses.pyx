@@ -9,6 +9,7 @@ from libc.stdint cimport int64_t
 import numpy as np
 
 from cnet._memview cimport ptr1, ptr2, cptr1, cptr2
+from cnet._reduce cimport CNET_LANES, cnet_lanes_total, row_max, row_sum, row_sum_lanes
 
 # The reduction codes the kernels take, by PyTorch's names ('batchmean' is KLDivLoss's own).
 REDUCTIONS = {"none": REDUCTION_NONE, "mean": REDUCTION_MEAN, "sum": REDUCTION_SUM}
@@ -22,15 +23,6 @@ cdef double BCE_GRAD_EPS = 1e-12
 cdef extern from "kernels.h" nogil:
     void cnet_exp_shifted_f32(float* y, const float* x, float shift, Py_ssize_t n)
     void cnet_exp_nonpositive_inplace_f32(float* y, Py_ssize_t n)
-
-
-cdef inline double row_max(const floating* x, Py_ssize_t classes) noexcept nogil:
-    cdef Py_ssize_t c
-    cdef double m = x[0]
-    for c in range(1, classes):
-        if x[c] > m:
-            m = x[c]
-    return m
 
 
 cdef void exp_rows_f32(float* e, const float* x, Py_ssize_t rows,
@@ -57,29 +49,31 @@ cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), o
     to e or, without e, to a small buffer a chunk at a time: the loss is the same to the
     last bit with or without its gradient. done: e already holds them (exp_rows_f32), only
     the sum is left."""
-    cdef Py_ssize_t c, start, n
+    cdef Py_ssize_t c, start = 0, n
     cdef double m = row_max(x, classes), s = 0, v
-    cdef float chunk[64]
+    cdef float chunk[8 * CNET_LANES]
+    cdef double acc[CNET_LANES]
     max_out[0] = m
     if floating is float:
         if e != NULL:
             if not done:
                 cnet_exp_shifted_f32(e, x, <float>m, classes)
-            for c in range(classes):
-                s += e[c]
-        else:
-            for start in range(0, classes, 64):
-                n = min(64, classes - start)
-                cnet_exp_shifted_f32(chunk, x + start, <float>m, n)
-                for c in range(n):
-                    s += chunk[c]
+            return row_sum(e, classes)
+        for c in range(CNET_LANES):
+            acc[c] = 0
+        while start < classes:
+            n = min(8 * CNET_LANES, classes - start)
+            cnet_exp_shifted_f32(chunk, x + start, <float>m, n)
+            row_sum_lanes(acc, chunk, n)
+            start += n
+        return cnet_lanes_total(acc)
     else:
         for c in range(classes):
             v = exp(x[c] - m)
             s += v
             if e != NULL:
                 e[c] = <floating>v
-    return s
+        return s
 
 
 cdef double softmax_cross_entropy_ptr(floating* dlogits,        # (B, C) out, or NULL to skip

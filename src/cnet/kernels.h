@@ -242,6 +242,68 @@ CNET_KERNEL void cnet_dropout_##SUFFIX(                                         
     }                                                                                      \
 }
 
+/* Sums, dot products and maxima over CNET_LANES independent partial results. A plain loop
+ * is one chain of dependent additions (4 cycles each); the compiler may split it only under
+ * -ffast-math, which would also break NaN checks, so the split is written out here and the
+ * lanes vectorise. Sums accumulate in double for both dtypes. The maximum skips NaN unless
+ * x[0] is NaN, as `if x[j] > top: top = x[j]` from top = x[0] does; n >= 1. */
+#define CNET_LANES 8
+static inline double cnet_lanes_total(const double *acc)
+{
+    double total = 0;
+    for (int k = 0; k < CNET_LANES; k++)
+        total += acc[k];
+    return total;
+}
+/* cnet_sum_lanes adds x into the partial sums acc[CNET_LANES]: a row summed a block at a
+ * time, each block's length a multiple of CNET_LANES but the last, gets the same sum to the
+ * last bit as the whole row at once. */
+#define CNET_REDUCE(T, SUFFIX)                                                             \
+static inline void cnet_sum_lanes_##SUFFIX(double *restrict acc, const T *restrict x,      \
+                                           ptrdiff_t n)                                    \
+{                                                                                          \
+    ptrdiff_t i = 0;                                                                       \
+    for (; i + CNET_LANES <= n; i += CNET_LANES)                                           \
+        for (int k = 0; k < CNET_LANES; k++)                                               \
+            acc[k] += (double)x[i + k];                                                    \
+    for (; i < n; i++)                                                                     \
+        acc[0] += (double)x[i];                                                            \
+}                                                                                          \
+static inline double cnet_sum_##SUFFIX(const T *restrict x, ptrdiff_t n)                   \
+{                                                                                          \
+    double acc[CNET_LANES] = {0};                                                          \
+    cnet_sum_lanes_##SUFFIX(acc, x, n);                                                    \
+    return cnet_lanes_total(acc);                                                          \
+}                                                                                          \
+static inline double cnet_dot_##SUFFIX(const T *restrict x, const T *restrict y,           \
+                                       ptrdiff_t n)                                        \
+{                                                                                          \
+    double acc[CNET_LANES] = {0};                                                          \
+    ptrdiff_t i = 0;                                                                       \
+    for (; i + CNET_LANES <= n; i += CNET_LANES)                                           \
+        for (int k = 0; k < CNET_LANES; k++)                                               \
+            acc[k] += (double)x[i + k] * (double)y[i + k];                                 \
+    for (; i < n; i++)                                                                     \
+        acc[0] += (double)x[i] * (double)y[i];                                             \
+    return cnet_lanes_total(acc);                                                          \
+}                                                                                          \
+static inline T cnet_max_##SUFFIX(const T *restrict x, ptrdiff_t n)                        \
+{                                                                                          \
+    T lane[CNET_LANES], top;                                                               \
+    ptrdiff_t i = 0;                                                                       \
+    for (int k = 0; k < CNET_LANES; k++)                                                   \
+        lane[k] = x[0];                                                                    \
+    for (; i + CNET_LANES <= n; i += CNET_LANES)                                           \
+        for (int k = 0; k < CNET_LANES; k++)                                               \
+            lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];                             \
+    for (; i < n; i++)                                                                     \
+        lane[0] = x[i] > lane[0] ? x[i] : lane[0];                                         \
+    top = lane[0];                                                                         \
+    for (int k = 1; k < CNET_LANES; k++)                                                   \
+        top = lane[k] > top ? lane[k] : top;                                               \
+    return top;                                                                            \
+}
+
 /* e^x for x <= 0 in float32, written so that it vectorises (libm's expf does not):
  * x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (within about 1 ulp),
  * 2^n put into the exponent bits. Below -87.3, where e^x leaves the normal range, the
@@ -315,6 +377,8 @@ CNET_RMSPROP(float, f32, sqrtf)
 CNET_RMSPROP(double, f64, sqrt)
 CNET_GATHER(float, f32, cnet_bits32, 0x7f800000u)
 CNET_GATHER(double, f64, cnet_bits64, 0x7ff0000000000000ull)
+CNET_REDUCE(float, f32)
+CNET_REDUCE(double, f64)
 
 #ifdef CNET_RESTRICT_DEFINED
 #undef restrict
