@@ -5,6 +5,7 @@ the compiled step runner (cnet._engine.StepRunner): forward, loss, backward and 
 with no Python per layer and no new arrays per step. Finiteness of X is checked as each
 batch is gathered, not by a scan of the whole data set per call.
 """
+import collections
 import functools
 import math
 import numbers
@@ -25,6 +26,10 @@ from cnet.progress import EpochProgress
 __all__ = ["History", "Trainer"]
 
 PREDICT_BATCH = 1024  # rows per forward pass when predicting: large enough for BLAS to be efficient
+# Step runners a Trainer keeps (the least recently used goes first): each holds its
+# workspace and its team's parked threads, so a sweep over batch sizes must not pile them up;
+# training, validation and prediction together use three.
+MAX_RUNNERS = 4
 
 
 class _NonFiniteRow(Exception):
@@ -141,7 +146,7 @@ class Trainer:
                 raise ValueError(f"max_grad_norm: expected a positive number, got {max_grad_norm}")
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.max_grad_norm = max_grad_norm
-        self._runners = {}
+        self._runners = collections.OrderedDict()
         self._lock = threading.RLock()
 
     @property
@@ -156,7 +161,11 @@ class Trainer:
     def _runner(self, batch_size, training, y=None):
         loss = self.loss if y is None else self.loss._for_targets(y)  # e.g. soft labels
         key = (batch_size, training) if loss is self.loss else (batch_size, training, type(loss))
-        if key not in self._runners:
+        if key in self._runners:
+            self._runners.move_to_end(key)
+        else:
+            if len(self._runners) >= MAX_RUNNERS:
+                self._runners.popitem(last=False)      # its threads exit with it
             self._runners[key] = (StepRunner(self.model, batch_size, loss, self.optimizer,
                                              self.max_grad_norm or 0.0)
                                   if training else StepRunner(self.model, batch_size))

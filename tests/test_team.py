@@ -274,6 +274,38 @@ def test_workers_wait_between_calls_and_exit_with_their_runner(threads):
 
 
 @needs_team
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_a_sweep_of_batch_sizes_keeps_a_bounded_number_of_runners_and_threads(threads,
+                                                                              monkeypatch):
+    """Each step runner keeps its team's workers parked; a Trainer keeps the most recently
+    used MAX_RUNNERS of them, so a sweep over batch sizes does not pile up threads, and a
+    runner dropped and made again trains as before."""
+    import gc
+    from cnet.trainer import MAX_RUNNERS
+    cnet.set_num_threads(3)
+    gc.collect()
+    before = thread_count()
+    model, X, y = problem("float64")
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01))
+    sizes = [8, 9, 10, 11, 12, 13, 8]
+    for size in sizes:
+        trainer.fit(X, y, epochs=1, batch_size=size, seed=size, verbose=0)
+        trainer.predict(X[:size])
+        gc.collect()
+        assert len(trainer._runners) <= MAX_RUNNERS
+        assert thread_count() <= before + 2 * MAX_RUNNERS
+    assert list(trainer._runners)[-2:] == [(8, True), (8, False)]
+
+    monkeypatch.setattr(cnet.trainer, "MAX_RUNNERS", len(sizes))    # every runner kept
+    again, X, y = problem("float64")
+    keeping = Trainer(again, CrossEntropyLoss(), optim.SGD(again.parameters(), lr=0.01))
+    for size in sizes:
+        keeping.fit(X, y, epochs=1, batch_size=size, seed=size, verbose=0)
+    assert len(keeping._runners) == len(sizes) - 1
+    assert_array_equal(again.flat_data, model.flat_data)
+
+
+@needs_team
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_starts_its_own_workers(threads):
     """A child forked after the workers started has the runner but not its threads: its
