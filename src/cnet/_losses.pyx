@@ -209,25 +209,29 @@ cdef double soft_cross_entropy_ptr(floating* dlogits,          # (B, C) out, or 
     return total * scale
 
 
-cdef inline double pointwise(const LossConfig* c, double x, double t, double pos_weight,
-                             double* grad) noexcept nogil:
-    """One element's loss for c.kind, and its derivative w.r.t. x in grad[0]."""
-    cdef double r, a, e, log_weight, log_sig, sig_neg, lx, l1x, denom
-    if c.kind == LOSS_MSE:
+cdef inline double pointwise(int kind, const LossConfig* c, double x, double t,
+                             double pos_weight, double* grad) noexcept nogil:
+    """One element's loss for kind, and its derivative w.r.t. x in grad[0]."""
+    cdef double r, a, m, e, log_weight, log_sig, sig_neg, lx, l1x, denom
+    if kind == LOSS_MSE:
         r = x - t
         grad[0] = 2 * r
         return r * r
-    if c.kind == LOSS_L1:
+    if kind == LOSS_L1:
         r = x - t
         a = fabs(r)
         grad[0] = copysign(1.0, r) if a > 0 else r * 0    # torch's sign: 0 at 0, NaN kept
         return a
-    if c.kind == LOSS_HUBER:
+    if kind == LOSS_HUBER:
+        # With m = min(|r|, delta): m (|r| - m/2) is 0.5 r² inside and delta (|r| - delta/2)
+        # outside, and the gradient is r clamped to ±delta, without a branch that random
+        # residuals mispredict. A NaN residual keeps m NaN, so loss and gradient are NaN.
         r = x - t
         a = fabs(r)
-        grad[0] = r if not (a > c.delta) else copysign(c.delta, r)
-        return 0.5 * r * r if a < c.delta else c.delta * (a - 0.5 * c.delta)
-    if c.kind == LOSS_BCE:
+        m = c.delta if a > c.delta else a
+        grad[0] = copysign(m, r)
+        return m * (a - 0.5 * m)
+    if kind == LOSS_BCE:
         # -(t log x + (1 - t) log(1 - x)), each log at least -100; torch's gradient
         # (x - t) / max(x (1 - x), 1e-12). Comparisons keep NaN (fmax would drop it).
         lx = log(x)
@@ -241,7 +245,7 @@ cdef inline double pointwise(const LossConfig* c, double x, double t, double pos
             denom = BCE_GRAD_EPS
         grad[0] = (x - t) / denom
         return (t - 1) * l1x - t * lx
-    if c.kind == LOSS_BCE_WITH_LOGITS:
+    if kind == LOSS_BCE_WITH_LOGITS:
         # torch: (1 - t) x - (1 + (pw - 1) t) log σ(x), log σ(x) = min(x, 0) - log1p(e^-|x|)
         e = exp(-fabs(x))
         log_weight = 1 + (pos_weight - 1) * t
@@ -258,6 +262,38 @@ cdef inline double pointwise(const LossConfig* c, double x, double t, double pos
     return (t * log(t) if t != 0 else 0) - t * x
 
 
+cdef inline double pointwise_rows(int kind, const LossConfig* c,
+                                  floating* dinput, floating* losses, const floating* input,
+                                  const floating* target, Py_ssize_t rows, Py_ssize_t cols,
+                                  double scale) noexcept nogil:
+    """pointwise_loss_ptr's loop for one kind: called with each kind as a constant, so the
+    compiler makes one loop per kind without the others' branches. The sum runs over
+    CNET_LANES partial sums, not one chain of dependent additions."""
+    cdef const floating* weight = <const floating*>c.weight
+    cdef const floating* pos_weight = <const floating*>c.pos_weight
+    cdef Py_ssize_t r, j, k
+    cdef double value, grad, w, pw = 1
+    cdef double acc[CNET_LANES]
+    for j in range(CNET_LANES):
+        acc[j] = 0
+    for r in range(rows):
+        for j in range(cols):
+            k = r * cols + j
+            if pos_weight != NULL:
+                pw = pos_weight[j * c.pos_weight_stride]
+            value = pointwise(kind, c, input[k], target[k], pw, &grad)
+            if weight != NULL:
+                w = weight[r * c.weight_row_stride + j * c.weight_col_stride]
+                value *= w
+                grad *= w
+            acc[k % CNET_LANES] += value
+            if losses != NULL:
+                losses[k] = <floating>value
+            if dinput != NULL:
+                dinput[k] = <floating>(scale * grad)
+    return cnet_lanes_total(acc)
+
+
 cdef double pointwise_loss_ptr(const LossConfig* c,
                                floating* dinput,          # (rows, cols) out, or NULL to skip
                                floating* losses,          # (rows, cols) out, or NULL
@@ -268,29 +304,25 @@ cdef double pointwise_loss_ptr(const LossConfig* c,
     config's strides, when set). Returns the sum, divided by rows * cols for 'mean' and by
     rows for 'batchmean'; losses gets each element's loss and dinput the gradient of the
     returned value (of the sum for REDUCTION_NONE)."""
-    cdef const floating* weight = <const floating*>c.weight
-    cdef const floating* pos_weight = <const floating*>c.pos_weight
-    cdef Py_ssize_t r, j, k
-    cdef double total = 0, scale = 1, value, grad, w, pw = 1
+    cdef double scale = 1, total
     if c.reduction == REDUCTION_MEAN:
         scale = 1.0 / (rows * cols)
     elif c.reduction == REDUCTION_BATCHMEAN:
         scale = 1.0 / rows
-    for r in range(rows):
-        for j in range(cols):
-            k = r * cols + j
-            if pos_weight != NULL:
-                pw = pos_weight[j * c.pos_weight_stride]
-            value = pointwise(c, input[k], target[k], pw, &grad)
-            if weight != NULL:
-                w = weight[r * c.weight_row_stride + j * c.weight_col_stride]
-                value *= w
-                grad *= w
-            total += value
-            if losses != NULL:
-                losses[k] = <floating>value
-            if dinput != NULL:
-                dinput[k] = <floating>(scale * grad)
+    if c.kind == LOSS_MSE:
+        total = pointwise_rows(LOSS_MSE, c, dinput, losses, input, target, rows, cols, scale)
+    elif c.kind == LOSS_L1:
+        total = pointwise_rows(LOSS_L1, c, dinput, losses, input, target, rows, cols, scale)
+    elif c.kind == LOSS_HUBER:
+        total = pointwise_rows(LOSS_HUBER, c, dinput, losses, input, target, rows, cols, scale)
+    elif c.kind == LOSS_BCE:
+        total = pointwise_rows(LOSS_BCE, c, dinput, losses, input, target, rows, cols, scale)
+    elif c.kind == LOSS_BCE_WITH_LOGITS:
+        total = pointwise_rows(LOSS_BCE_WITH_LOGITS, c, dinput, losses, input, target, rows,
+                               cols, scale)
+    else:
+        total = pointwise_rows(LOSS_KL_DIV, c, dinput, losses, input, target, rows, cols,
+                               scale)
     return total * scale
 
 
