@@ -147,20 +147,47 @@ def test_softmax_cross_entropy(benchmark, case, impl):
     assert_allclose(dlogits, want_d, rtol=1e-4, atol=1e-7)
 
 
+# --- element-by-element losses: loss and gradient in one call --------------------------------
+
+POINTWISE = ["mse_loss", "l1_loss", "huber_loss", "bce_with_logits_loss"]
+POINTWISE_SHAPE = (64, 784)     # an autoencoder's output on mnist
+
+
+@grouped("loss", POINTWISE, [f"{name} 64x784" for name in POINTWISE])
+def test_pointwise_loss(benchmark, case, impl):
+    rng = np.random.default_rng(5)
+    x, t = rand(rng, POINTWISE_SHAPE), rand(rng, POINTWISE_SHAPE)
+    if case == "bce_with_logits_loss":
+        t = (t > 0).astype(DTYPE)
+    grad, want_grad = np.empty_like(x), np.empty_like(x)
+    kernel = getattr(module_for(impl, _losses), case)
+    want = getattr(ref, case)(want_grad, None, x, t)
+    tag(benchmark, f"{case} forward+backward", POINTWISE_SHAPE, impl)
+    loss = benchmark(kernel, grad, None, x, t)
+    assert loss == pytest.approx(want, rel=1e-5)
+    assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-9)
+
+
 # --- optimizers over a flat arena ------------------------------------------------------------
 
 OPT_SIZES = [100_000, 1_000_000]
-OPTIMIZERS = ["sgd_momentum", "adam"]
+OPTIMIZERS = ["sgd", "sgd_momentum", "sgd_nesterov", "adagrad", "rmsprop", "adam"]
 OPT_CASES = [(name, n) for name in OPTIMIZERS for n in OPT_SIZES]
 OPT_IDS = [f"{name} {n // 1000}k" for name, n in OPT_CASES]
 
 
 def optimizer_call(module, name, arrays):
+    """One step of `name` with PyTorch's default hyper-parameters (momentum 0.9 where used)."""
     p, g, s0, s1 = arrays["param"], arrays["grad"], arrays["s0"], arrays["s1"]
-    if name == "sgd_momentum":
-        return lambda: module.sgd_step(p, s0, g, 5, 1e-3, 0.9, 0.0, 0.0, False)
-    return lambda: module.adam_step(p, s0, s1, None, g, 5, 1e-3, 0.9, 0.999, 1e-8, 0.0,
-                                    False, False)
+    calls = {
+        "sgd": lambda: module.sgd_step(p, None, g, 5, 1e-3),
+        "sgd_momentum": lambda: module.sgd_step(p, s0, g, 5, 1e-3, 0.9),
+        "sgd_nesterov": lambda: module.sgd_step(p, s0, g, 5, 1e-3, 0.9, nesterov=True),
+        "adagrad": lambda: module.adagrad_step(p, s1, g, 5, 1e-2),
+        "rmsprop": lambda: module.rmsprop_step(p, s1, None, None, g, 5, 1e-2),
+        "adam": lambda: module.adam_step(p, s0, s1, None, g, 5, 1e-3, 0.9, 0.999, 1e-8),
+    }
+    return calls[name]
 
 
 def optimizer_arrays(n):
