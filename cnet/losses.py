@@ -246,11 +246,13 @@ class CrossEntropyLoss(_Loss):
         if arr.shape[0] != n_rows:
             raise ValueError(f"{name}: expected {n_rows} class indices (one per row), "
                              f"got {arr.shape[0]}")
-        bad = ((arr < 0) | (arr >= n_outputs)) & (arr != self.ignore_index)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(f"{name}: expected class indices in [0, {n_outputs}) or "
-                             f"ignore_index={self.ignore_index}, got {arr[row]} at row {row}")
+        # The extremes first: labels in range (the usual case) need no temporary arrays.
+        if arr.size and (arr.min() < 0 or arr.max() >= n_outputs):
+            bad = ((arr < 0) | (arr >= n_outputs)) & (arr != self.ignore_index)
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise ValueError(f"{name}: expected class indices in [0, {n_outputs}) or "
+                                 f"ignore_index={self.ignore_index}, got {arr[row]} at row {row}")
         return c_array(arr, np.int64)
 
     def _kernel_spec(self):

@@ -32,6 +32,8 @@ class EpochProgress:
             self.bar.update(batches)
 
     def end(self, epoch, logs, seconds):
+        if self.bar is None and not self.verbose:
+            return
         metrics = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
         rate = f"{self.n_samples / seconds:,.0f} samples/s" if seconds > 0 else ""
         if self.bar is not None:
