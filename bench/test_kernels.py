@@ -177,7 +177,8 @@ OPT_IDS = [f"{name} {n // 1000}k" for name, n in OPT_CASES]
 
 
 def optimizer_call(module, name, arrays):
-    """One step of `name` with PyTorch's default hyper-parameters (momentum 0.9 where used)."""
+    """One step of `name` with typical hyper-parameters (PyTorch's defaults where it has
+    them; momentum 0.9 where used)."""
     p, g, s0, s1 = arrays["param"], arrays["grad"], arrays["s0"], arrays["s1"]
     calls = {
         "sgd": lambda: module.sgd_step(p, None, g, 5, 1e-3),

@@ -32,7 +32,7 @@ class EpochProgress:
             self.bar.update(batches)
 
     def end(self, epoch, logs, seconds):
-        if self.bar is None and not self.verbose:
+        if not self.verbose:        # (a bar exists only for verbose=1)
             return
         metrics = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
         rate = f"{self.n_samples / seconds:,.0f} samples/s" if seconds > 0 else ""

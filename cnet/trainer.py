@@ -28,7 +28,7 @@ __all__ = ["History", "Trainer"]
 PREDICT_BATCH = 1024  # rows per forward pass when predicting: large enough for BLAS to be efficient
 # Step runners a Trainer keeps (the least recently used goes first): each holds its
 # workspace and its team's parked threads, so a sweep over batch sizes must not pile them up;
-# training, validation and prediction together use three.
+# training, validation and prediction on another number of rows use three.
 MAX_RUNNERS = 4
 
 
@@ -163,13 +163,14 @@ class Trainer:
         key = (batch_size, training) if loss is self.loss else (batch_size, training, type(loss))
         if key in self._runners:
             self._runners.move_to_end(key)
-        else:
-            if len(self._runners) >= MAX_RUNNERS:
-                self._runners.popitem(last=False)      # its threads exit with it
-            self._runners[key] = (StepRunner(self.model, batch_size, loss, self.optimizer,
-                                             self.max_grad_norm or 0.0)
-                                  if training else StepRunner(self.model, batch_size))
-        return self._runners[key]
+            return self._runners[key]
+        runner = (StepRunner(self.model, batch_size, loss, self.optimizer,
+                             self.max_grad_norm or 0.0)
+                  if training else StepRunner(self.model, batch_size))
+        if len(self._runners) >= MAX_RUNNERS:
+            self._runners.popitem(last=False)      # its threads exit with it
+        self._runners[key] = runner
+        return runner
 
     def _check_X(self, X, check_finite, name="X"):
         return as_matrix(name, X, self.model.dtype, self.model.in_features, check_finite)

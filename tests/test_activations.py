@@ -122,6 +122,23 @@ def test_softmax_rows_are_distributions(rows, cols, scale, dtype, seed):
     assert (np.argmax(y, axis=1) == np.argmax(x, axis=1)).all()
 
 
+@pytest.mark.parametrize("cols, where", [(5, 0), (5, 4), (9, 0), (9, 3), (9, 8), (70, 6),
+                                         (70, 69), (70, 40)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_nan_anywhere_in_a_row_makes_that_row_nan(cols, where, dtype):
+    """The row maximum is taken over lanes of 8 then a tail: a NaN in the first element, in
+    a lane or in the tail must poison its own row (as NumPy's), and no other."""
+    x = random_array(np.random.default_rng(cols), (3, cols), dtype, 3.0)
+    x[1, where] = np.nan
+    y, dx = np.full_like(x, 7.0), np.full_like(x, 7.0)
+    _activations.softmax_forward(y, x)
+    _activations.softmax_backward(dx, np.ones_like(x), x, y)
+    assert np.isnan(y[1]).all() and np.isnan(dx[1]).all()
+    expected = np.empty_like(x)
+    reference.softmax_forward(expected, x)
+    assert_allclose(y[[0, 2]], expected[[0, 2]], **tol(dtype))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_step_is_one_at_and_above_zero(dtype):
     x = np.array([[-np.inf, -1e30, -1, -1e-30, -0.0, 0.0, 1e-30, 1, 1e30, np.inf]], dtype)

@@ -66,11 +66,12 @@ def test_cross_entropy_matches_reference(batch, classes, dtype, seed, ignore_ind
     assert_outputs_match(out, expected, dtype)
 
 
-@pytest.mark.parametrize("classes", [3, 10, 15, 16, 100, 130])
+@pytest.mark.parametrize("classes", [3, 10, 15, 16, 100, 128, 130])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cross_entropy_loss_is_the_same_with_or_without_its_gradient(classes, dtype):
     """evaluate() asks for the loss alone, training for the loss and dlogits: the two must
-    agree to the last bit (short rows, long rows, rows longer than the kernel's chunk)."""
+    agree to the last bit (short rows, long rows, rows longer than the kernel's chunk, whole
+    chunks)."""
     rng = np.random.default_rng(classes)
     logits = (rng.standard_normal((37, classes)) * 3).astype(dtype)
     target = rng.integers(0, classes, 37)

@@ -24,6 +24,11 @@ cdef extern from "kernels.h" nogil:
     void cnet_exp_shifted_f32(float* y, const float* x, float shift, Py_ssize_t n)
     void cnet_exp_nonpositive_inplace_f32(float* y, Py_ssize_t n)
 
+# exp_row's chunk without a gradient buffer: a multiple of CNET_LANES, so that the chunks'
+# partial sums are those of the whole row (the loss is the same with or without dlogits).
+cdef enum:
+    CHUNK = 8 * CNET_LANES
+
 
 cdef void exp_rows_f32(float* e, const float* x, Py_ssize_t rows,
                        Py_ssize_t classes) noexcept nogil:
@@ -33,7 +38,7 @@ cdef void exp_rows_f32(float* e, const float* x, Py_ssize_t rows,
     cdef Py_ssize_t i, c
     cdef float m
     for i in range(rows):
-        m = <float>row_max(x + i * classes, classes)
+        m = row_max(x + i * classes, classes)
         for c in range(classes):
             e[i * classes + c] = x[i * classes + c] - m
     cnet_exp_nonpositive_inplace_f32(e, rows * classes)
@@ -51,7 +56,7 @@ cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), o
     the sum is left."""
     cdef Py_ssize_t c, start = 0, n
     cdef double m = row_max(x, classes), s = 0, v
-    cdef float chunk[8 * CNET_LANES]
+    cdef float chunk[CHUNK]
     cdef double acc[CNET_LANES]
     max_out[0] = m
     if floating is float:
@@ -62,12 +67,12 @@ cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), o
         for c in range(CNET_LANES):
             acc[c] = 0
         while start < classes:
-            n = min(8 * CNET_LANES, classes - start)
+            n = min(CHUNK, classes - start)
             cnet_exp_shifted_f32(chunk, x + start, <float>m, n)
             row_sum_lanes(acc, chunk, n)
             start += n
         return cnet_lanes_total(acc)
-    else:
+    else:       # libm's exp, not the chain of additions, bounds this loop
         for c in range(classes):
             v = exp(x[c] - m)
             s += v

@@ -23,8 +23,9 @@ cdef inline double row_sum(const floating* x, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline void row_sum_lanes(double* acc, const floating* x, Py_ssize_t n) noexcept nogil:
-    """Add x into the partial sums acc[CNET_LANES] (a row a block at a time; blocks of a
-    multiple of CNET_LANES give row_sum's result to the last bit: cnet_lanes_total(acc))."""
+    """Add x into the partial sums acc[CNET_LANES]: a row summed a block at a time, each
+    block but the last a multiple of CNET_LANES long, then cnet_lanes_total(acc), gives
+    row_sum's result to the last bit."""
     if floating is float:
         cnet_sum_lanes_f32(acc, x, n)
     else:

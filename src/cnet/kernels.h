@@ -245,8 +245,10 @@ CNET_KERNEL void cnet_dropout_##SUFFIX(                                         
 /* Sums, dot products and maxima over CNET_LANES independent partial results. A plain loop
  * is one chain of dependent additions (4 cycles each); the compiler may split it only under
  * -ffast-math, which would also break NaN checks, so the split is written out here and the
- * lanes vectorise. Sums accumulate in double for both dtypes. The maximum skips NaN unless
- * x[0] is NaN, as `if x[j] > top: top = x[j]` from top = x[0] does; n >= 1. */
+ * lanes vectorise. These are called once per row, too often for target_clones' dispatch to
+ * pay, so they are inline and use the baseline's 16-byte vectors. Sums accumulate in double
+ * for both dtypes. The maximum skips NaN unless x[0] is NaN, as `if x[j] > top: top = x[j]`
+ * from top = x[0] does; n >= 1. */
 #define CNET_LANES 8
 static inline double cnet_lanes_total(const double *acc)
 {
@@ -293,6 +295,7 @@ static inline T cnet_max_##SUFFIX(const T *restrict x, ptrdiff_t n)             
     ptrdiff_t i = 0;                                                                       \
     for (int k = 0; k < CNET_LANES; k++)                                                   \
         lane[k] = x[0];                                                                    \
+    CNET_MAX_BLOCKS_##SUFFIX(lane, x, n, i)                                                \
     for (; i + CNET_LANES <= n; i += CNET_LANES)                                           \
         for (int k = 0; k < CNET_LANES; k++)                                               \
             lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];                             \
@@ -303,6 +306,31 @@ static inline T cnet_max_##SUFFIX(const T *restrict x, ptrdiff_t n)             
         top = lane[k] > top ? lane[k] : top;                                               \
     return top;                                                                            \
 }
+
+/* The maximum's whole blocks in SSE2 registers (gcc keeps `a > b ? a : b` on floats scalar):
+ * maxps/maxpd(a, b) is exactly a > b ? a : b in each lane, NaN and signed zeros included,
+ * so the lanes hold what the scalar loop after it would have left (it then has no blocks). */
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define CNET_MAX_BLOCKS(VEC, WIDTH, SET1, LOADU, MAX, STOREU, lane, x, n, i)                 \
+    {                                                                                      \
+        VEC acc[CNET_LANES / WIDTH];                                                       \
+        for (int v = 0; v < CNET_LANES / WIDTH; v++)                                       \
+            acc[v] = SET1(x[0]);                                                           \
+        for (; i + CNET_LANES <= n; i += CNET_LANES)                                       \
+            for (int v = 0; v < CNET_LANES / WIDTH; v++)                                   \
+                acc[v] = MAX(LOADU(x + i + v * WIDTH), acc[v]);                            \
+        for (int v = 0; v < CNET_LANES / WIDTH; v++)                                       \
+            STOREU(lane + v * WIDTH, acc[v]);                                              \
+    }
+#define CNET_MAX_BLOCKS_f32(lane, x, n, i) \
+    CNET_MAX_BLOCKS(__m128, 4, _mm_set1_ps, _mm_loadu_ps, _mm_max_ps, _mm_storeu_ps, lane, x, n, i)
+#define CNET_MAX_BLOCKS_f64(lane, x, n, i) \
+    CNET_MAX_BLOCKS(__m128d, 2, _mm_set1_pd, _mm_loadu_pd, _mm_max_pd, _mm_storeu_pd, lane, x, n, i)
+#else
+#define CNET_MAX_BLOCKS_f32(lane, x, n, i)
+#define CNET_MAX_BLOCKS_f64(lane, x, n, i)
+#endif
 
 /* e^x for x <= 0 in float32, written so that it vectorises (libm's expf does not):
  * x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (within about 1 ulp),
