@@ -102,6 +102,42 @@ def test_kernels_match_reference(name, rows, cols, dtype, seed, weight_kind,
 
 
 @pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("cols", [64, 70, 130])
+@pytest.mark.parametrize("weight_kind", ["cols", "full"])
+def test_kernels_match_reference_on_rows_longer_than_a_chunk(name, cols, weight_kind):
+    """Rows are taken 64 elements at a time (BCE with logits computes a chunk's exponentials
+    first): weights and pos_weight must stay aligned across the chunks."""
+    rng = np.random.default_rng(cols)
+    x, t, kwargs = make_case(name, rng, 3, cols, np.float64, weight_kind, True)
+    out, expected = np.full((2, 3, cols), np.nan), np.full((2, 3, cols), np.nan)
+    loss = getattr(_losses, name)(*out, x, t, **kwargs, reduction=SUM)
+    want = getattr(reference, name)(*expected, x, t, **kwargs, reduction=SUM)
+    assert_allclose(loss, want, rtol=1e-12)
+    assert_allclose(out, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0, 0.25])
+def test_bce_with_logits_float32_keeps_its_accuracy_at_every_logit(target):
+    """In float32 the exponential and log1p(e^-|x|) are kernels.h's own vectorised ones:
+    each element's loss within a few float32 ulps of the float64 reference, from the middle
+    to where e^-|x| is tiny (where log(1 + e) would have rounded to 0: at t = 1 and x > 0
+    the loss is l itself, 1e-38 at x = 87), and its gradient
+    (σ(x) - t, at most 1) within float32's rounding of 1."""
+    x = np.concatenate([np.linspace(-87, 87, 2001), [-1e-6, -1e-30, 0.0, 1e-30, 1e-6]])
+    x = x.astype(np.float32)[None, :]
+    t = np.full_like(x, target)
+    got = np.empty((2, *x.shape), np.float32)
+    want = np.empty((2, *x.shape))
+    _losses.bce_with_logits_loss(*got, x, t, reduction=NONE)
+    reference.bce_with_logits_loss(*want, x.astype(np.float64), t.astype(np.float64),
+                                   reduction=NONE)
+    grad, losses = got
+    # atol: (1 - t) x - log σ(x) cancels to l = log1p(e^-|x|) in double, within an ulp of |x|
+    assert_allclose(losses, want[1], rtol=4e-7, atol=2e-14)
+    assert_allclose(grad, want[0], rtol=4e-7, atol=1.2e-7)
+
+
+@pytest.mark.parametrize("name", KERNELS)
 def test_kernels_take_flat_arrays_as_one_row(name):
     rng = np.random.default_rng(0)
     x, t, kwargs = make_case(name, rng, 1, 11, np.float64)

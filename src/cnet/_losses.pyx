@@ -23,9 +23,11 @@ cdef double BCE_GRAD_EPS = 1e-12
 cdef extern from "kernels.h" nogil:
     void cnet_exp_shifted_f32(float* y, const float* x, float shift, Py_ssize_t n)
     void cnet_exp_nonpositive_inplace_f32(float* y, Py_ssize_t n)
+    void cnet_softplus_terms_f32(float* e, float* l, const float* x, Py_ssize_t n)
 
-# exp_row's chunk without a gradient buffer: a multiple of CNET_LANES, so that the chunks'
-# partial sums are those of the whole row (the loss is the same with or without dlogits).
+# Elements a row is taken in where a chunk's worth of exponentials is computed first (the
+# element-by-element losses; exp_row without a gradient buffer): a multiple of CNET_LANES,
+# so that the chunks' partial sums are those of the whole row.
 cdef enum:
     CHUNK = 8 * CNET_LANES
 
@@ -214,10 +216,29 @@ cdef double soft_cross_entropy_ptr(floating* dlogits,          # (B, C) out, or 
     return total * scale
 
 
+cdef inline void softplus_terms(floating* q, floating* l, const floating* x,
+                                Py_ssize_t n) noexcept nogil:
+    """q = σ(-x) and l = log1p(e^-|x|) (log σ(x) = min(x, 0) - l): BCE with logits'
+    exponentials, logarithms and divisions, a chunk at a time (in float32 by kernels.h's
+    vectorised loop; libm's exp and log1p do not vectorise)."""
+    cdef Py_ssize_t i
+    cdef double z
+    if floating is float:
+        cnet_softplus_terms_f32(q, l, x, n)
+    else:
+        for i in range(n):
+            z = exp(-fabs(x[i]))
+            q[i] = (z if x[i] >= 0 else 1) / (1 + z)     # stable both ways
+            l[i] = log1p(z)
+
+
 cdef inline double pointwise(int kind, const LossConfig* c, double x, double t,
-                             double pos_weight, double* grad) noexcept nogil:
-    """One element's loss for kind, and its derivative w.r.t. x in grad[0]."""
-    cdef double r, a, m, e, log_weight, log_sig, sig_neg, lx, l1x, denom
+                             double pos_weight, const floating* softplus,
+                             double* grad) noexcept nogil:
+    """One element's loss for kind, and its derivative w.r.t. x in grad[0]. softplus: this
+    element's σ(-x), and CHUNK further on log1p(e^-|x|) (softplus_terms), read for BCE with
+    logits only."""
+    cdef double r, a, m, e, log_weight, log_sig, lx, l1x, denom
     if kind == LOSS_MSE:
         r = x - t
         grad[0] = 2 * r
@@ -252,11 +273,9 @@ cdef inline double pointwise(int kind, const LossConfig* c, double x, double t,
         return (t - 1) * l1x - t * lx
     if kind == LOSS_BCE_WITH_LOGITS:
         # torch: (1 - t) x - (1 + (pw - 1) t) log σ(x), log σ(x) = min(x, 0) - log1p(e^-|x|)
-        e = exp(-fabs(x))
         log_weight = 1 + (pos_weight - 1) * t
-        log_sig = (x if x < 0 else 0) - log1p(e)
-        sig_neg = e / (1 + e) if x >= 0 else 1 / (1 + e)     # σ(-x), stable both ways
-        grad[0] = (1 - t) - log_weight * sig_neg
+        log_sig = 0.5 * (x - fabs(x)) - softplus[CHUNK]    # min(x, 0) exactly, no branch
+        grad[0] = (1 - t) - log_weight * softplus[0]
         return (1 - t) * x - log_weight * log_sig
     # LOSS_KL_DIV: torch's kl_div, xlogy(t, t) - t x (0 where t == 0), or e^t (t - x)
     if c.log_target:
@@ -276,26 +295,33 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
     CNET_LANES partial sums, not one chain of dependent additions."""
     cdef const floating* weight = <const floating*>c.weight
     cdef const floating* pos_weight = <const floating*>c.pos_weight
-    cdef Py_ssize_t r, j, k
+    cdef Py_ssize_t r, j, k, start, n
     cdef double value, grad, w, pw = 1
     cdef double acc[CNET_LANES]
+    cdef floating softplus[2 * CHUNK]     # BCE with logits: a chunk's σ(-x), then log1p(e^-|x|)
     for j in range(CNET_LANES):
         acc[j] = 0
     for r in range(rows):
-        for j in range(cols):
-            k = r * cols + j
-            if pos_weight != NULL:
-                pw = pos_weight[j * c.pos_weight_stride]
-            value = pointwise(kind, c, input[k], target[k], pw, &grad)
-            if weight != NULL:
-                w = weight[r * c.weight_row_stride + j * c.weight_col_stride]
-                value *= w
-                grad *= w
-            acc[k % CNET_LANES] += value
-            if losses != NULL:
-                losses[k] = <floating>value
-            if dinput != NULL:
-                dinput[k] = <floating>(scale * grad)
+        start = 0
+        while start < cols:
+            n = min(CHUNK, cols - start)
+            if kind == LOSS_BCE_WITH_LOGITS:
+                softplus_terms(softplus, softplus + CHUNK, input + r * cols + start, n)
+            for j in range(start, start + n):
+                k = r * cols + j
+                if pos_weight != NULL:
+                    pw = pos_weight[j * c.pos_weight_stride]
+                value = pointwise(kind, c, input[k], target[k], pw, softplus + j - start, &grad)
+                if weight != NULL:
+                    w = weight[r * c.weight_row_stride + j * c.weight_col_stride]
+                    value *= w
+                    grad *= w
+                acc[k % CNET_LANES] += value
+                if losses != NULL:
+                    losses[k] = <floating>value
+                if dinput != NULL:
+                    dinput[k] = <floating>(scale * grad)
+            start += n
     return cnet_lanes_total(acc)
 
 
