@@ -149,7 +149,7 @@ def test_softmax_cross_entropy(benchmark, case, impl):
 
 # --- element-by-element losses: loss and gradient in one call --------------------------------
 
-POINTWISE = ["mse_loss", "l1_loss", "huber_loss", "bce_with_logits_loss"]
+POINTWISE = ["mse_loss", "l1_loss", "huber_loss", "bce_loss", "bce_with_logits_loss"]
 POINTWISE_SHAPE = (64, 784)     # an autoencoder's output on mnist
 
 
@@ -157,8 +157,10 @@ POINTWISE_SHAPE = (64, 784)     # an autoencoder's output on mnist
 def test_pointwise_loss(benchmark, case, impl):
     rng = np.random.default_rng(5)
     x, t = rand(rng, POINTWISE_SHAPE), rand(rng, POINTWISE_SHAPE)
-    if case == "bce_with_logits_loss":
+    if case in ("bce_loss", "bce_with_logits_loss"):
         t = (t > 0).astype(DTYPE)
+    if case == "bce_loss":      # probabilities, as after a Sigmoid
+        x = (1 / (1 + np.exp(-x))).astype(DTYPE)
     grad, want_grad = np.empty_like(x), np.empty_like(x)
     kernel = getattr(module_for(impl, _losses), case)
     want = getattr(ref, case)(want_grad, None, x, t)

@@ -23,10 +23,11 @@ cdef double BCE_GRAD_EPS = 1e-12
 cdef extern from "kernels.h" nogil:
     void cnet_exp_shifted_f32(float* y, const float* x, float shift, Py_ssize_t n)
     void cnet_exp_nonpositive_inplace_f32(float* y, Py_ssize_t n)
-    void cnet_softplus_terms_f32(float* e, float* l, const float* x, Py_ssize_t n)
+    void cnet_softplus_terms_f32(float* q, float* l, const float* x, Py_ssize_t n)
+    void cnet_bce_logs_f32(float* lx, float* l1x, const float* x, Py_ssize_t n)
 
-# Elements a row is taken in where a chunk's worth of exponentials is computed first (the
-# element-by-element losses; exp_row without a gradient buffer): a multiple of CNET_LANES,
+# Elements a row is taken in where a chunk's exponentials or logarithms are computed first
+# (the element-by-element losses; exp_row without a gradient buffer): a multiple of CNET_LANES,
 # so that the chunks' partial sums are those of the whole row.
 cdef enum:
     CHUNK = 8 * CNET_LANES
@@ -232,12 +233,25 @@ cdef inline void softplus_terms(floating* q, floating* l, const floating* x,
             l[i] = log1p(z)
 
 
+cdef inline void bce_logs(floating* lx, floating* l1x, const floating* x,
+                          Py_ssize_t n) noexcept nogil:
+    """lx = log(x) and l1x = log1p(-x): BCE's logarithms, a chunk at a time (in float32 by
+    kernels.h's vectorised loop)."""
+    cdef Py_ssize_t i
+    if floating is float:
+        cnet_bce_logs_f32(lx, l1x, x, n)
+    else:
+        for i in range(n):
+            lx[i] = log(x[i])
+            l1x[i] = log1p(-x[i])
+
+
 cdef inline double pointwise(int kind, const LossConfig* c, double x, double t,
-                             double pos_weight, const floating* softplus,
+                             double pos_weight, const floating* terms,
                              double* grad) noexcept nogil:
-    """One element's loss for kind, and its derivative w.r.t. x in grad[0]. softplus: this
-    element's σ(-x), and CHUNK further on log1p(e^-|x|) (softplus_terms), read for BCE with
-    logits only."""
+    """One element's loss for kind, and its derivative w.r.t. x in grad[0]. terms: this
+    element's transcendental terms, terms[0] and terms[CHUNK], computed a chunk at a time
+    (BCE: bce_logs; BCE with logits: softplus_terms; unused by the other kinds)."""
     cdef double r, a, m, e, log_weight, log_sig, lx, l1x, denom
     if kind == LOSS_MSE:
         r = x - t
@@ -260,10 +274,10 @@ cdef inline double pointwise(int kind, const LossConfig* c, double x, double t,
     if kind == LOSS_BCE:
         # -(t log x + (1 - t) log(1 - x)), each log at least -100; torch's gradient
         # (x - t) / max(x (1 - x), 1e-12). Comparisons keep NaN (fmax would drop it).
-        lx = log(x)
+        lx = terms[0]
         if lx < LOG_FLOOR:
             lx = LOG_FLOOR
-        l1x = log1p(-x)
+        l1x = terms[CHUNK]
         if l1x < LOG_FLOOR:
             l1x = LOG_FLOOR
         denom = (1 - x) * x
@@ -274,8 +288,8 @@ cdef inline double pointwise(int kind, const LossConfig* c, double x, double t,
     if kind == LOSS_BCE_WITH_LOGITS:
         # torch: (1 - t) x - (1 + (pw - 1) t) log σ(x), log σ(x) = min(x, 0) - log1p(e^-|x|)
         log_weight = 1 + (pos_weight - 1) * t
-        log_sig = 0.5 * (x - fabs(x)) - softplus[CHUNK]    # min(x, 0) exactly, no branch
-        grad[0] = (1 - t) - log_weight * softplus[0]
+        log_sig = 0.5 * (x - fabs(x)) - terms[CHUNK]    # min(x, 0) exactly, no branch
+        grad[0] = (1 - t) - log_weight * terms[0]
         return (1 - t) * x - log_weight * log_sig
     # LOSS_KL_DIV: torch's kl_div, xlogy(t, t) - t x (0 where t == 0), or e^t (t - x)
     if c.log_target:
@@ -298,20 +312,22 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
     cdef Py_ssize_t r, j, k, start, n
     cdef double value, grad, w, pw = 1
     cdef double acc[CNET_LANES]
-    cdef floating softplus[2 * CHUNK]     # BCE with logits: a chunk's σ(-x), then log1p(e^-|x|)
+    cdef floating terms[2 * CHUNK]        # a chunk's logarithms or exponentials (pointwise)
     for j in range(CNET_LANES):
         acc[j] = 0
     for r in range(rows):
         start = 0
         while start < cols:
             n = min(CHUNK, cols - start)
-            if kind == LOSS_BCE_WITH_LOGITS:
-                softplus_terms(softplus, softplus + CHUNK, input + r * cols + start, n)
+            if kind == LOSS_BCE:
+                bce_logs(terms, terms + CHUNK, input + r * cols + start, n)
+            elif kind == LOSS_BCE_WITH_LOGITS:
+                softplus_terms(terms, terms + CHUNK, input + r * cols + start, n)
             for j in range(start, start + n):
                 k = r * cols + j
                 if pos_weight != NULL:
                     pw = pos_weight[j * c.pos_weight_stride]
-                value = pointwise(kind, c, input[k], target[k], pw, softplus + j - start, &grad)
+                value = pointwise(kind, c, input[k], target[k], pw, terms + j - start, &grad)
                 if weight != NULL:
                     w = weight[r * c.weight_row_stride + j * c.weight_col_stride]
                     value *= w

@@ -393,30 +393,83 @@ CNET_KERNEL void cnet_exp_nonpositive_inplace_f32(float *restrict y, ptrdiff_t n
         y[i] = cnet_exp_nonpositive_f32(y[i]);
 }
 
-/* BCE with logits' transcendental terms: q = σ(-x) = 1 / (1 + e^x) and
- * l = log1p(e^-|x|), so that log σ(x) = min(x, 0) - l. With z = e^-|x| <= 1 (no overflow),
- * q = z / (1 + z) for x >= 0 and 1 / (1 + z) below. log1p(z) for z in [0, 1] is
- * 2 atanh(s) = 2 (s + s^3/3 + ... + s^17/17) with s = z / (2 + z) <= 1/3: each term is under a
- * ninth of the one before, so nine reach float32's precision, and for small z, l = 2s (1 + ...)
- * keeps its relative accuracy (log(1 + z) would round 1 + z first). Infinite x gives l = 0
- * and q = 0 or 1; NaN stays NaN. */
+/* 2 atanh(s) = 2 (s + s^3/3 + ... + s^13/13) for |s| <= 1/3: each term is under a ninth of
+ * the one before, so the first left out is below 2^-26 of the sum and seven reach float32's
+ * precision, with the relative accuracy of s (no cancellation). The logarithms below are made
+ * of it: log(1 + y) = 2 atanh(y / (2 + y)). */
+static inline float cnet_two_atanh_f32(float s)
+{
+    float s2 = s * s, p = 1.0f / 13;
+    p = p * s2 + 1.0f / 11;
+    p = p * s2 + 1.0f / 9;
+    p = p * s2 + 1.0f / 7;
+    p = p * s2 + 1.0f / 5;
+    p = p * s2 + 1.0f / 3;
+    p = p * s2 + 1.0f;
+    return 2.0f * s * p;
+}
+
+static inline float cnet_f32_from_bits(cnet_bits32 b) { float f; memcpy(&f, &b, sizeof f); return f; }
+static inline cnet_bits32 cnet_bits_of_f32(float f) { cnet_bits32 b; memcpy(&b, &f, sizeof b); return b; }
+
+/* The logarithms below make their choices with bit masks, not `c ? a : b`: gcc keeps the
+ * floating-point operations of a select's arms out of the arm not taken (they could raise an
+ * exception it must not invent), so the select stays a branch, and a loop with a branch
+ * vectorises only where AVX-512's masked instructions can run it, not on AVX2 or SSE2. (The
+ * exponential above still selects, so its loops are scalar there: rewritten with masks, their
+ * vector body and remainder would round differently where the compiler fuses multiply-adds.) */
+static inline float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mask ? a : b */
+{
+    return cnet_f32_from_bits((cnet_bits_of_f32(a) & mask) | (cnet_bits_of_f32(b) & ~mask));
+}
+
+/* log(x) in float32, written so that it vectorises (libm's logf does not): x = 2^k m with m in
+ * [sqrt(1/2), sqrt(2)) (a subnormal x scaled by 2^24 first), log m = 2 atanh((m - 1)/(m + 1)),
+ * k ln2 in two parts. 0 gives -inf, infinity itself, NaN and negative x NaN. */
+static inline float cnet_log_f32(float x)
+{
+    cnet_bits32 xb = cnet_bits_of_f32(x);
+    cnet_bits32 subnormal = -(cnet_bits32)((xb & 0x7f800000u) == 0);          /* or zero */
+    float y = x * cnet_f32_from_bits(0x3f800000u + (subnormal & (24u << 23)));  /* 2^24 or 1 */
+    cnet_bits32 bits = cnet_bits_of_f32(y);
+    int32_t k = (int32_t)((bits >> 23) & 0xffu) - 127 - (int32_t)(24u & subnormal);
+    float m = cnet_f32_from_bits((bits & 0x007fffffu) | 0x3f800000u);         /* in [1, 2) */
+    cnet_bits32 halve = -(cnet_bits32)(m > 1.41421356f);
+    m *= cnet_f32_from_bits(0x3f800000u - (halve & (1u << 23)));              /* 1/2 or 1 */
+    k -= (int32_t)halve;
+    float r = (float)k * 0.693359375f
+              + ((float)k * -2.12194440e-4f + cnet_two_atanh_f32((m - 1.0f) / (m + 1.0f)));
+    cnet_bits32 finite = -(cnet_bits32)(xb - 1u < 0x7f7fffffu);      /* 0 < x < infinity */
+    cnet_bits32 zero = -(cnet_bits32)((xb << 1) == 0), inf = -(cnet_bits32)(xb == 0x7f800000u);
+    cnet_bits32 special = (zero & 0xff800000u) | (inf & 0x7f800000u) | (~zero & ~inf & 0x7fc00000u);
+    return cnet_f32_from_bits((cnet_bits_of_f32(r) & finite) | (special & ~finite));
+}
+
+/* BCE's logarithms: lx = log(x) and l1x = log1p(-x). For |x| < 1/2, log1p(-x) is
+ * 2 atanh(-x / (2 - x)), which keeps its relative accuracy for small x; elsewhere log(1 - x),
+ * where 1 - x is exact (x >= 1/2) or log(1 - x) is at least log(3/2). */
+CNET_KERNEL void cnet_bce_logs_f32(float *restrict lx, float *restrict l1x,
+                                   const float *restrict x, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        lx[i] = cnet_log_f32(v);
+        l1x[i] = cnet_select_f32(-(cnet_bits32)(fabsf(v) < 0.5f),
+                                 cnet_two_atanh_f32(-v / (2.0f - v)), cnet_log_f32(1.0f - v));
+    }
+}
+
+/* BCE with logits' terms: q = σ(-x) = 1 / (1 + e^x) and l = log1p(e^-|x|), so that
+ * log σ(x) = min(x, 0) - l. With z = e^-|x| <= 1 (no overflow), q = z / (1 + z) for x >= 0
+ * and 1 / (1 + z) below, and l = 2 atanh(z / (2 + z)), accurate however small z is (log(1 + z)
+ * would round 1 + z first). Infinite x gives l = 0 and q = 0 or 1; NaN stays NaN. */
 CNET_KERNEL void cnet_softplus_terms_f32(float *restrict q, float *restrict l,
                                          const float *restrict x, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++) {
         float z = cnet_exp_nonpositive_f32(-fabsf(x[i]));
-        float s = z / (2.0f + z), s2 = s * s;
-        float p = 1.0f / 17;
-        p = p * s2 + 1.0f / 15;
-        p = p * s2 + 1.0f / 13;
-        p = p * s2 + 1.0f / 11;
-        p = p * s2 + 1.0f / 9;
-        p = p * s2 + 1.0f / 7;
-        p = p * s2 + 1.0f / 5;
-        p = p * s2 + 1.0f / 3;
-        p = p * s2 + 1.0f;
-        q[i] = (x[i] >= 0.0f ? z : 1.0f) / (1.0f + z);
-        l[i] = 2.0f * s * p;
+        q[i] = cnet_select_f32(-(cnet_bits32)(x[i] >= 0.0f), z, 1.0f) / (1.0f + z);
+        l[i] = cnet_two_atanh_f32(z / (2.0f + z));
     }
 }
 
