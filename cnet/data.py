@@ -383,9 +383,26 @@ def load_npz(path, x_key="X", y_key="y"):
     for argument, key in (("x_key", x_key), ("y_key", y_key)):
         if not isinstance(key, str) and not (key is None and argument == "y_key"):
             raise TypeError(f"{argument}: expected the name of an array (a str), got {key!r}")
+    # The file is opened here, not by np.load, which leaves it open when a damaged archive
+    # makes its NpzFile raise.
+    with open(path, "rb") as file:
+        X, y = _read_npz(path, file, x_key, y_key)
+    for key, value in ((x_key, X), (y_key, y)):
+        if key is not None and not isinstance(value, np.ndarray):   # NpzFile gives raw bytes
+            raise ValueError(f"{path}: {key!r} is not a NumPy array (.npy) in the archive")
+    if y is not None:
+        try:
+            X, y = _check_lengths(X, y)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return X, y
+
+
+def _read_npz(path, file, x_key, y_key):
+    """The arrays x_key and y_key (None: not read) of the open .npz `file`."""
     unreadable = (ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = np.load(file, allow_pickle=False)
     except unreadable as exc:
         raise ValueError(f"{path}: not a readable .npz archive ({exc})") from None
     if isinstance(archive, np.ndarray):
@@ -399,19 +416,9 @@ def load_npz(path, x_key="X", y_key="y"):
             for key in (x_key, y_key):
                 if key is not None:
                     _check_member_size(path, archive.zip, key + ".npy")
-            X = archive[x_key]
-            y = None if y_key is None else archive[y_key]
+            return archive[x_key], None if y_key is None else archive[y_key]
         except unreadable as exc:   # a damaged member, or object arrays (pickles)
             raise ValueError(f"{path}: cannot read its arrays ({exc})") from None
-    for key, value in ((x_key, X), (y_key, y)):
-        if key is not None and not isinstance(value, np.ndarray):   # NpzFile gives raw bytes
-            raise ValueError(f"{path}: {key!r} is not a NumPy array (.npy) in the archive")
-    if y is not None:
-        try:
-            X, y = _check_lengths(X, y)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-    return X, y
 
 
 # Deflate expands at most 1032:1, so a member declaring more bytes than that is lying.
