@@ -18,7 +18,7 @@ from cnet._reduce cimport row_dot, row_max, row_sum
 cdef extern from "kernels.h" nogil:
     void cnet_sigmoid_f32(float* y, const float* x, Py_ssize_t n)
     void cnet_tanh_f32(float* y, const float* x, Py_ssize_t n)
-    void cnet_exp_shifted_f32(float* y, const float* x, float shift, Py_ssize_t n)
+    void cnet_exp_shifted_f32(float* y, const float* x, Py_ssize_t n, float shift)
 
 
 cdef inline void _copy(floating* out, const floating* src, Py_ssize_t n) noexcept nogil:
@@ -154,7 +154,7 @@ cdef void softmax_forward_ptr(floating* y,             # (rows, cols) out
         yr = y + i * cols
         top = row_max(xr, cols)
         if floating is float:
-            cnet_exp_shifted_f32(yr, xr, top, cols)
+            cnet_exp_shifted_f32(yr, xr, cols, top)
         else:
             for j in range(cols):
                 yr[j] = exp(xr[j] - top)

@@ -21,8 +21,7 @@ cdef double BCE_GRAD_EPS = 1e-12
 
 
 cdef extern from "kernels.h" nogil:
-    void cnet_exp_shifted_f32(float* y, const float* x, float shift, Py_ssize_t n)
-    void cnet_exp_nonpositive_inplace_f32(float* y, Py_ssize_t n)
+    void cnet_exp_shifted_f32(float* y, const float* x, Py_ssize_t n, float shift)
     void cnet_softplus_terms_f32(float* q, float* l, const float* x, Py_ssize_t n)
     void cnet_bce_logs_f32(float* lx, float* l1x, const float* x, Py_ssize_t n)
 
@@ -44,7 +43,7 @@ cdef void exp_rows_f32(float* e, const float* x, Py_ssize_t rows,
         m = row_max(x + i * classes, classes)
         for c in range(classes):
             e[i * classes + c] = x[i * classes + c] - m
-    cnet_exp_nonpositive_inplace_f32(e, rows * classes)
+    cnet_exp_shifted_f32(e, e, rows * classes, 0)
 
 
 cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), or NULL
@@ -65,13 +64,13 @@ cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), o
     if floating is float:
         if e != NULL:
             if not done:
-                cnet_exp_shifted_f32(e, x, <float>m, classes)
+                cnet_exp_shifted_f32(e, x, classes, <float>m)
             return row_sum(e, classes)
         for c in range(CNET_LANES):
             acc[c] = 0
         while start < classes:
             n = min(CHUNK, classes - start)
-            cnet_exp_shifted_f32(chunk, x + start, <float>m, n)
+            cnet_exp_shifted_f32(chunk, x + start, n, <float>m)
             row_sum_lanes(acc, chunk, n)
             start += n
         return cnet_lanes_total(acc)

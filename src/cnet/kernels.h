@@ -332,16 +332,30 @@ static inline T cnet_max_##SUFFIX(const T *restrict x, ptrdiff_t n)             
 #define CNET_MAX_BLOCKS_f64(lane, x, n, i)
 #endif
 
-/* e^x for x <= 0 in float32, written so that it vectorises (libm's expf does not):
- * x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (within about 1 ulp),
- * 2^n put into the exponent bits. Below -87.3, where e^x leaves the normal range, the
- * result is 0; NaN stays NaN. The callers only need x <= 0 (softmax, sigmoid, tanh). */
+/* The float32 exponentials and logarithms below vectorise (libm's do not) on every x86-64
+ * target: every choice is a bit mask, not `c ? a : b`, because gcc keeps a select whose arms
+ * hold floating-point operations a branch (it must not raise an exception the source would
+ * not), and a loop with a branch vectorises only where AVX-512's masked instructions run it. */
+static inline float cnet_f32_from_bits(cnet_bits32 b) { float f; memcpy(&f, &b, sizeof f); return f; }
+static inline cnet_bits32 cnet_bits_of_f32(float f) { cnet_bits32 b; memcpy(&b, &f, sizeof b); return b; }
+static inline float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mask ? a : b */
+{
+    return cnet_f32_from_bits((cnet_bits_of_f32(a) & mask) | (cnet_bits_of_f32(b) & ~mask));
+}
+#define CNET_MASK(condition) (-(cnet_bits32)(condition))      /* all ones or all zeros */
+
+/* e^x for x <= 0: x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (within
+ * about 1 ulp), 2^n put into the exponent bits. Below -87.3, where e^x leaves the normal
+ * range, the result is 0; NaN stays NaN (x is first clamped to -88 and NaN replaced by 0, so
+ * the conversion to an integer stays in range). */
 static inline float cnet_exp_nonpositive_f32(float x)
 {
-    float fx = x * 1.44269504088896341f + 0.5f;
-    float t = (float)(int32_t)fx;                /* truncates toward 0 ... */
-    float n = t > fx ? t - 1.0f : t;             /* ... so this is floor: n = round(x/ln2) */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;     /* ln2 in two parts */
+    cnet_bits32 nan = CNET_MASK(x != x), tiny = CNET_MASK(x < -87.33654f);
+    float xc = cnet_select_f32(tiny | nan, cnet_f32_from_bits(0xc2b00000u & ~nan), x); /* -88, 0 */
+    float fx = xc * 1.44269504088896341f + 0.5f;
+    float t = (float)(int32_t)fx;                                     /* truncates toward 0 ... */
+    float n = t - cnet_f32_from_bits(CNET_MASK(t > fx) & 0x3f800000u);   /* ... so this floors */
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;             /* ln2 in two parts */
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -349,48 +363,8 @@ static inline float cnet_exp_nonpositive_f32(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    cnet_bits32 bits = (cnet_bits32)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return x < -87.33654f ? 0.0f : p * scale;
-}
-
-/* y = 1 / (1 + e^-x) in the two-branch form that never overflows. */
-CNET_KERNEL void cnet_sigmoid_f32(float *y, const float *x, ptrdiff_t n)
-{
-    for (ptrdiff_t i = 0; i < n; i++) {
-        float z = cnet_exp_nonpositive_f32(-fabsf(x[i]));
-        y[i] = (x[i] >= 0.0f ? 1.0f : z) / (1.0f + z);
-    }
-}
-
-/* y = tanh(x): Cephes' odd polynomial for |x| < 0.625, (1 - e)/(1 + e) with e = e^-2|x|
- * beyond (no cancellation there: e < 0.29), the sign put back with copysign. */
-CNET_KERNEL void cnet_tanh_f32(float *y, const float *x, ptrdiff_t n)
-{
-    for (ptrdiff_t i = 0; i < n; i++) {
-        float v = x[i], a = fabsf(v), z = v * v;
-        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
-                         - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
-                       - 3.33332819422e-1f) * z * v + v;
-        float e = cnet_exp_nonpositive_f32(-2.0f * a);
-        float large = copysignf((1.0f - e) / (1.0f + e), v);
-        y[i] = a < 0.625f ? small : large;
-    }
-}
-
-/* y = e^(x - shift) for shift >= max(x): one softmax row before normalising. */
-CNET_KERNEL void cnet_exp_shifted_f32(float *y, const float *x, float shift, ptrdiff_t n)
-{
-    for (ptrdiff_t i = 0; i < n; i++)
-        y[i] = cnet_exp_nonpositive_f32(x[i] - shift);
-}
-
-/* y = e^y in place, y <= 0: a block of short softmax rows already shifted by their maxima. */
-CNET_KERNEL void cnet_exp_nonpositive_inplace_f32(float *restrict y, ptrdiff_t n)
-{
-    for (ptrdiff_t i = 0; i < n; i++)
-        y[i] = cnet_exp_nonpositive_f32(y[i]);
+    float e = p * cnet_f32_from_bits((cnet_bits32)((int32_t)n + 127) << 23);
+    return cnet_f32_from_bits((cnet_bits_of_f32(e) & ~(tiny | nan)) | (nan & 0x7fc00000u));
 }
 
 /* 2 atanh(s) = 2 (s + s^3/3 + ... + s^13/13) for |s| <= 1/3: each term is under a ninth of
@@ -409,53 +383,104 @@ static inline float cnet_two_atanh_f32(float s)
     return 2.0f * s * p;
 }
 
-static inline float cnet_f32_from_bits(cnet_bits32 b) { float f; memcpy(&f, &b, sizeof f); return f; }
-static inline cnet_bits32 cnet_bits_of_f32(float f) { cnet_bits32 b; memcpy(&b, &f, sizeof b); return b; }
-
-/* The logarithms below make their choices with bit masks, not `c ? a : b`: gcc keeps the
- * floating-point operations of a select's arms out of the arm not taken (they could raise an
- * exception it must not invent), so the select stays a branch, and a loop with a branch
- * vectorises only where AVX-512's masked instructions can run it, not on AVX2 or SSE2. (The
- * exponential above still selects, so its loops are scalar there: rewritten with masks, their
- * vector body and remainder would round differently where the compiler fuses multiply-adds.) */
-static inline float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mask ? a : b */
-{
-    return cnet_f32_from_bits((cnet_bits_of_f32(a) & mask) | (cnet_bits_of_f32(b) & ~mask));
-}
-
-/* log(x) in float32, written so that it vectorises (libm's logf does not): x = 2^k m with m in
- * [sqrt(1/2), sqrt(2)) (a subnormal x scaled by 2^24 first), log m = 2 atanh((m - 1)/(m + 1)),
- * k ln2 in two parts. 0 gives -inf, infinity itself, NaN and negative x NaN. */
+/* log(x): x = 2^k m with m in [sqrt(1/2), sqrt(2)) (a subnormal x scaled by 2^24 first),
+ * log m = 2 atanh((m - 1)/(m + 1)), k ln2 in two parts. 0 gives -inf, infinity itself, NaN
+ * and negative x NaN. */
 static inline float cnet_log_f32(float x)
 {
     cnet_bits32 xb = cnet_bits_of_f32(x);
-    cnet_bits32 subnormal = -(cnet_bits32)((xb & 0x7f800000u) == 0);          /* or zero */
+    cnet_bits32 subnormal = CNET_MASK((xb & 0x7f800000u) == 0);               /* or zero */
     float y = x * cnet_f32_from_bits(0x3f800000u + (subnormal & (24u << 23)));  /* 2^24 or 1 */
     cnet_bits32 bits = cnet_bits_of_f32(y);
     int32_t k = (int32_t)((bits >> 23) & 0xffu) - 127 - (int32_t)(24u & subnormal);
     float m = cnet_f32_from_bits((bits & 0x007fffffu) | 0x3f800000u);         /* in [1, 2) */
-    cnet_bits32 halve = -(cnet_bits32)(m > 1.41421356f);
+    cnet_bits32 halve = CNET_MASK(m > 1.41421356f);
     m *= cnet_f32_from_bits(0x3f800000u - (halve & (1u << 23)));              /* 1/2 or 1 */
     k -= (int32_t)halve;
     float r = (float)k * 0.693359375f
               + ((float)k * -2.12194440e-4f + cnet_two_atanh_f32((m - 1.0f) / (m + 1.0f)));
-    cnet_bits32 finite = -(cnet_bits32)(xb - 1u < 0x7f7fffffu);      /* 0 < x < infinity */
-    cnet_bits32 zero = -(cnet_bits32)((xb << 1) == 0), inf = -(cnet_bits32)(xb == 0x7f800000u);
+    cnet_bits32 finite = CNET_MASK(xb - 1u < 0x7f7fffffu);           /* 0 < x < infinity */
+    cnet_bits32 zero = CNET_MASK((xb << 1) == 0), inf = CNET_MASK(xb == 0x7f800000u);
     cnet_bits32 special = (zero & 0xff800000u) | (inf & 0x7f800000u) | (~zero & ~inf & 0x7fc00000u);
     return cnet_f32_from_bits((cnet_bits_of_f32(r) & finite) | (special & ~finite));
+}
+
+/* The kernels run CNET_BLOCK elements at a time through one block function: each block's
+ * inputs are first copied to a local array (so the outputs may be the inputs, and gcc needs
+ * no run-time overlap check), and the last, partial block goes through the same function on
+ * a zero-padded copy. So every element is computed by the same instructions wherever it falls:
+ * a vector loop's scalar remainder would round differently where gcc fuses multiply-adds,
+ * and cross-entropy's loss must be the same to the last bit with or without its gradient. */
+#define CNET_BLOCK 16
+#define CNET_COMMA ,        /* a parameter or an argument more, passed through the macro */
+#define CNET_BLOCKWISE(NAME, BLOCK, OUTPUTS, PARAMS, ARGS)                                 \
+CNET_KERNEL void NAME(CNET_OUTPUTS_##OUTPUTS, const float *x, ptrdiff_t n PARAMS)          \
+{                                                                                          \
+    float v[CNET_BLOCK];                                                                   \
+    ptrdiff_t i = 0;                                                                       \
+    for (; i + CNET_BLOCK <= n; i += CNET_BLOCK) {                                         \
+        memcpy(v, x + i, sizeof v);                                                        \
+        BLOCK(CNET_AT_##OUTPUTS(i), v ARGS);                                               \
+    }                                                                                      \
+    if (i < n) {                                                                           \
+        float tail[OUTPUTS][CNET_BLOCK];                                                   \
+        memset(v, 0, sizeof v);                                                            \
+        memcpy(v, x + i, (size_t)(n - i) * sizeof(float));                                 \
+        BLOCK(CNET_TAIL_##OUTPUTS, v ARGS);                                                \
+        CNET_STORE_##OUTPUTS(i, (size_t)(n - i) * sizeof(float));                          \
+    }                                                                                      \
+}
+#define CNET_OUTPUTS_1 float *y
+#define CNET_OUTPUTS_2 float *y, float *y2
+#define CNET_AT_1(i) y + (i)
+#define CNET_AT_2(i) y + (i), y2 + (i)
+#define CNET_TAIL_1 tail[0]
+#define CNET_TAIL_2 tail[0], tail[1]
+#define CNET_STORE_1(i, bytes) memcpy(y + (i), tail[0], bytes)
+#define CNET_STORE_2(i, bytes) (memcpy(y + (i), tail[0], bytes), memcpy(y2 + (i), tail[1], bytes))
+
+/* y = e^(x - shift) for shift >= max(x): a softmax row before normalising (shift 0: e^x). */
+static inline void cnet_exp_shifted_block(float *restrict y, const float *restrict v, float shift)
+{
+    for (int k = 0; k < CNET_BLOCK; k++)
+        y[k] = cnet_exp_nonpositive_f32(v[k] - shift);
+}
+
+/* y = 1 / (1 + e^-x) in the two-branch form that never overflows. */
+static inline void cnet_sigmoid_block(float *restrict y, const float *restrict v)
+{
+    for (int k = 0; k < CNET_BLOCK; k++) {
+        float z = cnet_exp_nonpositive_f32(-fabsf(v[k]));
+        y[k] = cnet_select_f32(CNET_MASK(v[k] >= 0.0f), 1.0f, z) / (1.0f + z);
+    }
+}
+
+/* y = tanh(x): Cephes' odd polynomial for |x| < 0.625, (1 - e)/(1 + e) with e = e^-2|x|
+ * beyond (no cancellation there: e < 0.29), the sign put back with copysign. */
+static inline void cnet_tanh_block(float *restrict y, const float *restrict v)
+{
+    for (int k = 0; k < CNET_BLOCK; k++) {
+        float a = fabsf(v[k]), z = v[k] * v[k];
+        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
+                         - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
+                       - 3.33332819422e-1f) * z * v[k] + v[k];
+        float e = cnet_exp_nonpositive_f32(-2.0f * a);
+        float large = copysignf((1.0f - e) / (1.0f + e), v[k]);
+        y[k] = cnet_select_f32(CNET_MASK(a < 0.625f), small, large);
+    }
 }
 
 /* BCE's logarithms: lx = log(x) and l1x = log1p(-x). For |x| < 1/2, log1p(-x) is
  * 2 atanh(-x / (2 - x)), which keeps its relative accuracy for small x; elsewhere log(1 - x),
  * where 1 - x is exact (x >= 1/2) or log(1 - x) is at least log(3/2). */
-CNET_KERNEL void cnet_bce_logs_f32(float *restrict lx, float *restrict l1x,
-                                   const float *restrict x, ptrdiff_t n)
+static inline void cnet_bce_logs_block(float *restrict lx, float *restrict l1x,
+                                       const float *restrict v)
 {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        float v = x[i];
-        lx[i] = cnet_log_f32(v);
-        l1x[i] = cnet_select_f32(-(cnet_bits32)(fabsf(v) < 0.5f),
-                                 cnet_two_atanh_f32(-v / (2.0f - v)), cnet_log_f32(1.0f - v));
+    for (int k = 0; k < CNET_BLOCK; k++) {
+        lx[k] = cnet_log_f32(v[k]);
+        l1x[k] = cnet_select_f32(CNET_MASK(fabsf(v[k]) < 0.5f),
+                                 cnet_two_atanh_f32(-v[k] / (2.0f - v[k])),
+                                 cnet_log_f32(1.0f - v[k]));
     }
 }
 
@@ -463,15 +488,22 @@ CNET_KERNEL void cnet_bce_logs_f32(float *restrict lx, float *restrict l1x,
  * log σ(x) = min(x, 0) - l. With z = e^-|x| <= 1 (no overflow), q = z / (1 + z) for x >= 0
  * and 1 / (1 + z) below, and l = 2 atanh(z / (2 + z)), accurate however small z is (log(1 + z)
  * would round 1 + z first). Infinite x gives l = 0 and q = 0 or 1; NaN stays NaN. */
-CNET_KERNEL void cnet_softplus_terms_f32(float *restrict q, float *restrict l,
-                                         const float *restrict x, ptrdiff_t n)
+static inline void cnet_softplus_terms_block(float *restrict q, float *restrict l,
+                                             const float *restrict v)
 {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        float z = cnet_exp_nonpositive_f32(-fabsf(x[i]));
-        q[i] = cnet_select_f32(-(cnet_bits32)(x[i] >= 0.0f), z, 1.0f) / (1.0f + z);
-        l[i] = cnet_two_atanh_f32(z / (2.0f + z));
+    for (int k = 0; k < CNET_BLOCK; k++) {
+        float z = cnet_exp_nonpositive_f32(-fabsf(v[k]));
+        q[k] = cnet_select_f32(CNET_MASK(v[k] >= 0.0f), z, 1.0f) / (1.0f + z);
+        l[k] = cnet_two_atanh_f32(z / (2.0f + z));
     }
 }
+
+CNET_BLOCKWISE(cnet_exp_shifted_f32, cnet_exp_shifted_block, 1, CNET_COMMA float shift,
+               CNET_COMMA shift)
+CNET_BLOCKWISE(cnet_sigmoid_f32, cnet_sigmoid_block, 1, , )
+CNET_BLOCKWISE(cnet_tanh_f32, cnet_tanh_block, 1, , )
+CNET_BLOCKWISE(cnet_bce_logs_f32, cnet_bce_logs_block, 2, , )
+CNET_BLOCKWISE(cnet_softplus_terms_f32, cnet_softplus_terms_block, 2, , )
 
 CNET_ADAM(float, f32, sqrtf)
 CNET_ADAM(double, f64, sqrt)
