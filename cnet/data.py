@@ -383,6 +383,9 @@ def load_npz(path, x_key="X", y_key="y"):
     for argument, key in (("x_key", x_key), ("y_key", y_key)):
         if not isinstance(key, str) and not (key is None and argument == "y_key"):
             raise TypeError(f"{argument}: expected the name of an array (a str), got {key!r}")
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path: expected a file path (str or os.PathLike), got "
+                        f"{type(path).__name__}")
     # The file is opened here, not by np.load, which leaves it open when a damaged archive
     # makes its NpzFile raise.
     with open(path, "rb") as file:

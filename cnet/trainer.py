@@ -283,6 +283,9 @@ class Trainer:
         except TypeError:
             raise TypeError(f"callbacks: expected a list of callbacks, got {callbacks!r}") from None
         for i, callback in enumerate(callbacks):
+            if isinstance(callback, type):
+                raise TypeError(f"callbacks[{i}]: expected a callback object, got the class "
+                                f"{callback.__name__} (pass {callback.__name__}(...))")
             if not all(callable(getattr(callback, hook, None))
                        for hook in ("on_train_begin", "on_epoch_end", "on_train_end")):
                 raise TypeError(f"callbacks[{i}]: expected a cnet.callbacks.Callback, "

@@ -75,3 +75,10 @@ def test_terminate_on_nan_stops_a_diverging_run():
     assert len(history.epoch) < 50
     assert not np.isfinite(history.history["loss"][-1])
     assert all(np.isfinite(history.history["loss"][:-1]))
+
+
+def test_a_callback_class_instead_of_an_instance_is_named():
+    model, X, y = problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01))
+    with pytest.raises(TypeError, match=r"callbacks\[0\]: .*the class EarlyStopping"):
+        trainer.fit(X, y, epochs=1, verbose=0, callbacks=[EarlyStopping])

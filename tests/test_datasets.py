@@ -551,6 +551,14 @@ def test_npz_custom_keys_and_compressed(tmp_path):
     assert y is None and X.shape == (2, 4)
 
 
+@pytest.mark.parametrize("bad", [3, None, object()])
+def test_npz_path_must_be_a_path(bad):
+    """An int would be taken as a file descriptor (and closed), an open file is not what the
+    function reads: both are named as the wrong argument."""
+    with pytest.raises(TypeError, match="path: expected a file path"):
+        load_npz(bad)
+
+
 def test_npz_missing_key_lists_the_keys_present(tmp_path):
     np.savez(tmp_path / "d.npz", features=np.ones((2, 4)), labels=np.zeros(2))
     with pytest.raises(ValueError, match=r"x_key: .* no array 'X'; it holds 'features', 'labels'"):

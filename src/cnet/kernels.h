@@ -342,16 +342,19 @@ static inline float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mas
 {
     return cnet_f32_from_bits((cnet_bits_of_f32(a) & mask) | (cnet_bits_of_f32(b) & ~mask));
 }
-#define CNET_MASK(condition) (-(cnet_bits32)(condition))      /* all ones or all zeros */
+#define CNET_MASK(condition) (0u - (cnet_bits32)(condition))   /* all ones or all zeros */
 
 /* e^x for x <= 0: x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (within
  * about 1 ulp), 2^n put into the exponent bits. Below -87.3, where e^x leaves the normal
- * range, the result is 0; NaN stays NaN (x is first clamped to -88 and NaN replaced by 0, so
- * the conversion to an integer stays in range). */
+ * range, the result is 0; NaN stays NaN. x > 0 counts as 0 (a padded lane may hold one), and
+ * x is clamped to -88 and NaN replaced by 0 first, so the conversion to an integer is always
+ * in range. */
 static inline float cnet_exp_nonpositive_f32(float x)
 {
     cnet_bits32 nan = CNET_MASK(x != x), tiny = CNET_MASK(x < -87.33654f);
-    float xc = cnet_select_f32(tiny | nan, cnet_f32_from_bits(0xc2b00000u & ~nan), x); /* -88, 0 */
+    cnet_bits32 positive = CNET_MASK(x > 0.0f);
+    float xc = cnet_select_f32(tiny | nan | positive, cnet_f32_from_bits(0xc2b00000u & tiny),
+                               x);                                       /* -88 or 0 */
     float fx = xc * 1.44269504088896341f + 0.5f;
     float t = (float)(int32_t)fx;                                     /* truncates toward 0 ... */
     float n = t - cnet_f32_from_bits(CNET_MASK(t > fx) & 0x3f800000u);   /* ... so this floors */
@@ -406,9 +409,9 @@ static inline float cnet_log_f32(float x)
 }
 
 /* The kernels run CNET_BLOCK elements at a time through one block function: each block's
- * inputs are first copied to a local array (so the outputs may be the inputs, and gcc needs
- * no run-time overlap check), and the last, partial block goes through the same function on
- * a zero-padded copy. So every element is computed by the same instructions wherever it falls:
+ * inputs are first copied to a local array (so an output may be the input itself, though not
+ * overlap it otherwise, and gcc needs no run-time overlap check), and the last, partial block
+ * goes through the same function on a zero-padded copy. So every element is computed by the same instructions wherever it falls:
  * a vector loop's scalar remainder would round differently where gcc fuses multiply-adds,
  * and cross-entropy's loss must be the same to the last bit with or without its gradient. */
 #define CNET_BLOCK 16
@@ -437,7 +440,10 @@ CNET_KERNEL void NAME(CNET_OUTPUTS_##OUTPUTS, const float *x, ptrdiff_t n PARAMS
 #define CNET_TAIL_1 tail[0]
 #define CNET_TAIL_2 tail[0], tail[1]
 #define CNET_STORE_1(i, bytes) memcpy(y + (i), tail[0], bytes)
-#define CNET_STORE_2(i, bytes) (memcpy(y + (i), tail[0], bytes), memcpy(y2 + (i), tail[1], bytes))
+#define CNET_STORE_2(i, bytes) do {                                                       \
+        memcpy(y + (i), tail[0], bytes);                                                   \
+        memcpy(y2 + (i), tail[1], bytes);                                                  \
+    } while (0)
 
 /* y = e^(x - shift) for shift >= max(x): a softmax row before normalising (shift 0: e^x). */
 static inline void cnet_exp_shifted_block(float *restrict y, const float *restrict v, float shift)
