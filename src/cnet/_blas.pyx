@@ -123,23 +123,14 @@ THREAD_CONTROL = _bind_thread_control()
 # for good. While any request is open, other threads' products run on one thread as well
 # (slower, never wrong).
 cdef PyThread_type_lock one_thread_lock = PyThread_allocate_lock()
-cdef int one_thread_requests = 0   # written under the lock, read without it by gemm_ld
+cdef long one_thread_requests = 0   # written under the lock, read without it by gemm_ld
 cdef int threads_before = 0
 
 # The lockless read must still be an atomic one (a plain read racing a write is undefined
-# behaviour in C, and ThreadSanitizer reports it); relaxed is enough, the lock orders the rest.
-cdef extern from *:
-    """
-    #if defined(__GNUC__)
-    #define cnet_requests_load(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-    #define cnet_requests_store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-    #else
-    #define cnet_requests_load(p) (*(volatile int*)(p))
-    #define cnet_requests_store(p, v) (*(volatile int*)(p) = (v))
-    #endif
-    """
-    int cnet_requests_load(const int* p) nogil
-    void cnet_requests_store(int* p, int v) nogil
+# behaviour in C, and ThreadSanitizer reports it): team.h's atomics, as the team's own counters.
+cdef extern from "team.h" nogil:
+    long cnet_atomic_load(const long* value)
+    void cnet_atomic_store(long* value, long v)
 
 
 cdef void one_thread_begin() noexcept nogil:
@@ -150,7 +141,7 @@ cdef void one_thread_begin() noexcept nogil:
     PyThread_acquire_lock(one_thread_lock, WAIT_LOCK)
     if one_thread_requests == 0:
         threads_before = set_local_threads(1)
-    cnet_requests_store(&one_thread_requests, one_thread_requests + 1)
+    cnet_atomic_store(&one_thread_requests, one_thread_requests + 1)
     PyThread_release_lock(one_thread_lock)
 
 
@@ -159,7 +150,7 @@ cdef void one_thread_end() noexcept nogil:
     if set_local_threads == NULL:
         return
     PyThread_acquire_lock(one_thread_lock, WAIT_LOCK)
-    cnet_requests_store(&one_thread_requests, one_thread_requests - 1)
+    cnet_atomic_store(&one_thread_requests, one_thread_requests - 1)
     if one_thread_requests == 0:
         set_local_threads(threads_before)
     PyThread_release_lock(one_thread_lock)
@@ -193,7 +184,7 @@ cdef void gemm_ld(floating* c, int ldc, const floating* a, int lda, const floati
     # unlocked read may be stale, which can only leave one product threaded, never wrong.
     cdef bint alone = (set_local_threads != NULL and work > OPENBLAS_ONE_THREAD_MAX
                        and work < threaded_min_work
-                       and cnet_requests_load(&one_thread_requests) == 0)
+                       and cnet_atomic_load(&one_thread_requests) == 0)
     if alone:
         one_thread_begin()
     if floating is float:
