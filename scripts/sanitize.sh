@@ -10,13 +10,13 @@
 #                                  CI runs too): any data race in cnet's code fails the run
 #   scripts/sanitize.sh -- ARGS    extra pytest arguments (e.g. -- -k dense -x)
 #
-# The extensions are built in a temporary copy of the working tree (tracked and untracked,
-# non-ignored files), so the normal in-place build is never touched. The copy's cnet is
-# imported (checked below) with the sanitizer's runtime preloaded into Python, which is not
-# built with it. Leak detection is off: CPython leaks by design at exit. Any ASan report
-# (heap/stack/global buffer overflow, use after free, ...) or UBSan report (misaligned or
-# out-of-range access, signed overflow, ...) aborts the process and fails the run; TSan's
-# data-race reports are collected and fail it at the end.
+# The extensions are built in a temporary copy of the working tree (scripts/build_copy.sh),
+# so the normal in-place build is never touched. The copy's cnet is imported (checked below)
+# with the sanitizer's runtime preloaded into Python, which is not built with it. Leak
+# detection is off: CPython leaks by design at exit. Any ASan report (heap/stack/global
+# buffer overflow, use after free, ...) or UBSan report (misaligned or out-of-range access,
+# signed overflow, ...) aborts the process and fails the run; TSan's data-race reports are
+# collected and fail it at the end.
 # Needs gcc (or a clang whose sanitizer runtimes match); exits non-zero on any failure.
 set -euo pipefail
 
@@ -61,25 +61,8 @@ libstdcxx="$(${CC:-gcc} -print-file-name=libstdc++.so)"
 # (a shell with ThreadSanitizer preloaded crashes).
 python="$("$python" -c 'import sys; print(sys.executable)')"
 
-echo "sanitize.sh: copying the tree to $work"
-git -C "$root" ls-files -z --cached --others --exclude-standard \
-    | tar -C "$root" --null -T - --ignore-failed-read -cf - 2>/dev/null \
-    | tar -C "$work" -xf -
-# The generated C (ignored by git) saves cythonizing again; setup.py regenerates stale files.
-cp -p "$root"/src/cnet/*.c "$work/src/cnet/" 2>/dev/null || true
-rm -rf "$work"/cnet/*.so "$work/build"     # compiled fresh below, with the sanitizers
-
-# Building in place needs the build requirements, which pip's isolated build did not leave.
-"$python" -c "import Cython, setuptools" 2>/dev/null \
-    || "$python" -m pip install -q "Cython>=3.0" "setuptools>=64" wheel
-
-echo "sanitize.sh: building the extensions with $flags"
-(cd "$work" && CFLAGS="$flags" LDFLAGS="${flags%% *}" \
-    "$python" setup.py -q build_ext --inplace -j "$(nproc 2>/dev/null || echo 2)" \
-    >"$work/build.log" 2>&1) || {
-    tail -50 "$work/build.log" >&2
-    exit 2
-}
+source "$root/scripts/build_copy.sh"
+build_copy "$work" "$flags" "${flags%% *}" || exit 2
 
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1:${UBSAN_OPTIONS:-}"
@@ -90,12 +73,7 @@ export PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONFAULTHANDLER=1
 cd "$work"
 
-# The tests must import the sanitized copy, not the editable install of the source tree.
-imported="$(LD_PRELOAD="$runtime" "$python" -c 'import cnet, cnet._dense; print(cnet._dense.__file__)')"
-if [[ "$imported" != "$work"/* ]]; then
-    echo "sanitize.sh: the tests would import $imported, not the sanitized build" >&2
-    exit 2
-fi
+imported="$(check_imported "$work" "$runtime")" || exit 2
 if [[ "$(nm -D "$imported")" != *"$marker"* ]]; then
     echo "sanitize.sh: $imported is not instrumented ($marker)" >&2
     exit 2

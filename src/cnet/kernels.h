@@ -24,7 +24,10 @@
 #define CNET_RESTRICT_DEFINED
 #endif
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* CNET_NO_DISPATCH builds the kernels for the compiler's target alone (scripts/isa_check.sh
+ * builds them so for each instruction set, to test every clone on one machine). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(CNET_NO_DISPATCH)
 #define CNET_DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CNET_DISPATCH
