@@ -412,16 +412,17 @@ static inline float cnet_log_f32(float x)
 }
 
 /* The kernels run CNET_BLOCK elements at a time through one block function, which reads
- * them where they are and writes its results to a local array, copied out afterwards (so an
- * output may be the input itself, though not overlap it otherwise, and gcc needs no run-time
- * overlap check); the last, partial block goes through the same function on a zero-padded
+ * them where they are and writes its results straight to the outputs, or, when an output is
+ * the input itself (allowed; any other overlap is not), to a local array copied out
+ * afterwards, so that the function's restrict pointers never alias and gcc needs no run-time
+ * overlap check. The last, partial block goes through the same function on a zero-padded
  * copy. So every element is computed by the same instructions wherever it falls: a vector
  * loop's scalar remainder would round differently where gcc fuses multiply-adds, and
  * cross-entropy's loss must be the same to the last bit with or without its gradient.
- * Copying the results out, rather than the inputs in, matters for speed: gcc copies 64
- * bytes with 16-byte moves in its AVX2 code, and a 32-byte load of data just stored in
- * 16-byte pieces waits for the stores to reach the cache (loads of part of a wider store are
- * forwarded), which had made the AVX2 loops no faster than the SSE2 ones. */
+ * Reading the inputs in place matters for speed: gcc copies 64 bytes with 16-byte moves in
+ * its AVX2 code, and a 32-byte load of data just stored in 16-byte pieces waits for the
+ * stores to reach the cache, which had made the AVX2 loops no faster than the SSE2 ones (a
+ * narrower load of part of a wider store, as in the copy out, is forwarded). */
 #define CNET_BLOCK 16
 #define CNET_COMMA ,        /* a parameter or an argument more, passed through the macro */
 #define CNET_BLOCKWISE(NAME, BLOCK, OUTPUTS, PARAMS, ARGS)                                 \
@@ -429,6 +430,9 @@ CNET_KERNEL void NAME(CNET_OUTPUTS_##OUTPUTS, const float *x, ptrdiff_t n PARAMS
 {                                                                                          \
     float out[OUTPUTS][CNET_BLOCK];                                                        \
     ptrdiff_t i = 0;                                                                       \
+    if (CNET_DISJOINT_##OUTPUTS)      /* then the outputs do not overlap x at all */        \
+        for (; i + CNET_BLOCK <= n; i += CNET_BLOCK)                                       \
+            BLOCK(CNET_AT_##OUTPUTS(i), x + i ARGS);                                       \
     for (; i + CNET_BLOCK <= n; i += CNET_BLOCK) {                                         \
         BLOCK(CNET_OUT_##OUTPUTS, x + i ARGS);                                             \
         CNET_STORE_##OUTPUTS(i, sizeof out[0]);                                            \
@@ -443,6 +447,10 @@ CNET_KERNEL void NAME(CNET_OUTPUTS_##OUTPUTS, const float *x, ptrdiff_t n PARAMS
 }
 #define CNET_OUTPUTS_1 float *y
 #define CNET_OUTPUTS_2 float *y, float *y2
+#define CNET_DISJOINT_1 (y != x)
+#define CNET_DISJOINT_2 (y != x && y2 != x)
+#define CNET_AT_1(i) y + (i)
+#define CNET_AT_2(i) y + (i), y2 + (i)
 #define CNET_OUT_1 out[0]
 #define CNET_OUT_2 out[0], out[1]
 #define CNET_STORE_1(i, bytes) memcpy(y + (i), out[0], bytes)
