@@ -6,9 +6,11 @@
 build_copy() {
     local work="$1" cflags="$2" ldflags="${3:-}"
     echo "$(basename "$0"): copying the tree to $work"
+    # Called as `build_copy ... || exit`, the function runs without set -e: each step that
+    # can fail says so itself.
     git -C "$root" ls-files -z --cached --others --exclude-standard \
         | tar -C "$root" --null -T - --ignore-failed-read -cf - 2>/dev/null \
-        | tar -C "$work" -xf -
+        | tar -C "$work" -xf - || return 2
     # The generated C (ignored by git) saves cythonizing again; setup.py regenerates stale
     # files.
     cp -p "$root"/src/cnet/*.c "$work/src/cnet/" 2>/dev/null || true
@@ -16,7 +18,7 @@ build_copy() {
     # Building in place needs the build requirements, which pip's isolated build did not
     # leave.
     "$python" -c "import Cython, setuptools" 2>/dev/null \
-        || "$python" -m pip install -q "Cython>=3.0" "setuptools>=64" wheel
+        || "$python" -m pip install -q "Cython>=3.0" "setuptools>=64" wheel || return 2
     echo "$(basename "$0"): building the extensions with ${cflags:-the default flags}"
     (cd "$work" && CFLAGS="$cflags" LDFLAGS="$ldflags" \
         "$python" setup.py -q build_ext --inplace -j "$(nproc 2>/dev/null || echo 2)" \

@@ -95,7 +95,8 @@ echo "sanitize.sh: running pytest ${targets[*]} ${pytest_args[*]:-}"
 # file descriptor 2 by the aborting process) reaches the log even when the process dies.
 set +e
 LD_PRELOAD="$runtime${LD_PRELOAD:+:$LD_PRELOAD}" \
-    "$python" -m pytest -q -p no:cacheprovider --capture=sys "${targets[@]}" "${pytest_args[@]}" \
+    "$python" -m pytest -q -p no:cacheprovider --capture=sys "${targets[@]}" \
+    ${pytest_args[@]+"${pytest_args[@]}"} \
     >"$work/pytest.log" 2>&1
 status=$?
 set -e

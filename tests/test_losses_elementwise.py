@@ -511,3 +511,18 @@ def test_losses_match_torch(name, rows, cols, dtype, seed, weight_kind, use_pos_
     assert_allclose(loss, expected.detach().numpy(), **tol(dtype))
     assert_allclose(loss_fn.backward(), xt.grad.numpy(), rtol=tol(dtype)["rtol"],
                     atol=tol(dtype)["atol"] * 10)
+
+
+@pytest.mark.parametrize("loss", [BCELoss(reduction="none"), BCEWithLogitsLoss(reduction="none")],
+                         ids=["bce", "bce_with_logits"])
+def test_float32_element_gets_the_same_bits_in_a_whole_or_a_partial_block(loss):
+    """BCE's float32 logarithms and exponentials run blocks of 16 elements, the last one
+    partial and zero-padded: an element's loss must not depend on which it falls in."""
+    rng = np.random.default_rng(0)
+    low, high = (0.0, 1.0) if isinstance(loss, BCELoss) else (-12.0, 12.0)   # p or logits
+    output = rng.uniform(low, high, (3000, 16)).astype(np.float32)
+    target = rng.uniform(0, 1, (3000, 16)).astype(np.float32)
+    whole = loss(output, target)          # rows of 16: whole blocks only
+    for r in range(len(output)):
+        part = loss(output[r:r + 1, :15].copy(), target[r:r + 1, :15].copy())
+        assert_array_equal(part[0], whole[r, :15])

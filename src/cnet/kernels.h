@@ -38,6 +38,18 @@
 #define CNET_KERNEL static
 #endif
 
+/* The block functions below and the helpers they call are inlined at every call site, so
+ * that each copy is compiled for its caller's instruction set (a copy left out of line is
+ * compiled for baseline x86-64, without fused multiply-adds, and rounds differently from the
+ * inlined ones in the AVX-512 clone). */
+#if defined(__GNUC__)
+#define CNET_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define CNET_INLINE static __forceinline
+#else
+#define CNET_INLINE static inline
+#endif
+
 /* Unsigned integers that may alias floats: the finiteness check reads a float's bits. */
 #if defined(__GNUC__)
 typedef uint32_t __attribute__((may_alias)) cnet_bits32;
@@ -339,9 +351,9 @@ static inline T cnet_max_##SUFFIX(const T *restrict x, ptrdiff_t n)             
  * target: every choice is a bit mask, not `c ? a : b`, because gcc keeps a select whose arms
  * hold floating-point operations a branch (it must not raise an exception the source would
  * not), and a loop with a branch vectorises only where AVX-512's masked instructions run it. */
-static inline float cnet_f32_from_bits(cnet_bits32 b) { float f; memcpy(&f, &b, sizeof f); return f; }
-static inline cnet_bits32 cnet_bits_of_f32(float f) { cnet_bits32 b; memcpy(&b, &f, sizeof b); return b; }
-static inline float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mask ? a : b */
+CNET_INLINE float cnet_f32_from_bits(cnet_bits32 b) { float f; memcpy(&f, &b, sizeof f); return f; }
+CNET_INLINE cnet_bits32 cnet_bits_of_f32(float f) { cnet_bits32 b; memcpy(&b, &f, sizeof b); return b; }
+CNET_INLINE float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mask ? a : b */
 {
     return cnet_f32_from_bits((cnet_bits_of_f32(a) & mask) | (cnet_bits_of_f32(b) & ~mask));
 }
@@ -352,7 +364,7 @@ static inline float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mas
  * range, the result is 0; NaN stays NaN. x > 0 counts as 0 (a padded lane may hold one), and
  * x is clamped to -88 and NaN replaced by 0 first, so the conversion to an integer is always
  * in range. */
-static inline float cnet_exp_nonpositive_f32(float x)
+CNET_INLINE float cnet_exp_nonpositive_f32(float x)
 {
     cnet_bits32 nan = CNET_MASK(x != x), tiny = CNET_MASK(x < -87.33654f);
     cnet_bits32 positive = CNET_MASK(x > 0.0f);
@@ -377,7 +389,7 @@ static inline float cnet_exp_nonpositive_f32(float x)
  * the one before, so the first left out is below 2^-26 of the sum and seven reach float32's
  * precision, with the relative accuracy of s (no cancellation). The logarithms below are made
  * of it: log(1 + y) = 2 atanh(y / (2 + y)). */
-static inline float cnet_two_atanh_f32(float s)
+CNET_INLINE float cnet_two_atanh_f32(float s)
 {
     float s2 = s * s, p = 1.0f / 13;
     p = p * s2 + 1.0f / 11;
@@ -392,7 +404,7 @@ static inline float cnet_two_atanh_f32(float s)
 /* log(x): x = 2^k m with m in [sqrt(1/2), sqrt(2)) (a subnormal x scaled by 2^24 first),
  * log m = 2 atanh((m - 1)/(m + 1)), k ln2 in two parts. 0 gives -inf, infinity itself, NaN
  * and negative x NaN. */
-static inline float cnet_log_f32(float x)
+CNET_INLINE float cnet_log_f32(float x)
 {
     cnet_bits32 xb = cnet_bits_of_f32(x);
     cnet_bits32 subnormal = CNET_MASK((xb & 0x7f800000u) == 0);               /* or zero */
@@ -413,12 +425,13 @@ static inline float cnet_log_f32(float x)
 
 /* The kernels run CNET_BLOCK elements at a time through one block function, which reads
  * them where they are and writes its results straight to the outputs, or, when an output is
- * the input itself (allowed; any other overlap is not), to a local array copied out
- * afterwards, so that the function's restrict pointers never alias and gcc needs no run-time
- * overlap check. The last, partial block goes through the same function on a zero-padded
- * copy. So every element is computed by the same instructions wherever it falls: a vector
- * loop's scalar remainder would round differently where gcc fuses multiply-adds, and
- * cross-entropy's loss must be the same to the last bit with or without its gradient.
+ * the input itself (allowed; any other overlap is not, nor between a kernel's two outputs),
+ * to a local array copied out afterwards, so that the function's restrict pointers never
+ * alias and gcc needs no run-time overlap check. The last, partial block goes through the
+ * same function on a zero-padded copy. The function is inlined at all three places
+ * (CNET_INLINE), so every element is computed by the same instructions wherever it falls:
+ * a vector loop's scalar remainder would round differently where gcc fuses multiply-adds,
+ * and cross-entropy's loss must be the same to the last bit with or without its gradient.
  * Reading the inputs in place matters for speed: gcc copies 64 bytes with 16-byte moves in
  * its AVX2 code, and a 32-byte load of data just stored in 16-byte pieces waits for the
  * stores to reach the cache, which had made the AVX2 loops no faster than the SSE2 ones (a
@@ -460,14 +473,14 @@ CNET_KERNEL void NAME(CNET_OUTPUTS_##OUTPUTS, const float *x, ptrdiff_t n PARAMS
     } while (0)
 
 /* y = e^(x - shift) for shift >= max(x): a softmax row before normalising (shift 0: e^x). */
-static inline void cnet_exp_shifted_block(float *restrict y, const float *restrict v, float shift)
+CNET_INLINE void cnet_exp_shifted_block(float *restrict y, const float *restrict v, float shift)
 {
     for (int k = 0; k < CNET_BLOCK; k++)
         y[k] = cnet_exp_nonpositive_f32(v[k] - shift);
 }
 
 /* y = 1 / (1 + e^-x) in the two-branch form that never overflows. */
-static inline void cnet_sigmoid_block(float *restrict y, const float *restrict v)
+CNET_INLINE void cnet_sigmoid_block(float *restrict y, const float *restrict v)
 {
     for (int k = 0; k < CNET_BLOCK; k++) {
         float z = cnet_exp_nonpositive_f32(-fabsf(v[k]));
@@ -477,7 +490,7 @@ static inline void cnet_sigmoid_block(float *restrict y, const float *restrict v
 
 /* y = tanh(x): Cephes' odd polynomial for |x| < 0.625, (1 - e)/(1 + e) with e = e^-2|x|
  * beyond (no cancellation there: e < 0.29), the sign put back with copysign. */
-static inline void cnet_tanh_block(float *restrict y, const float *restrict v)
+CNET_INLINE void cnet_tanh_block(float *restrict y, const float *restrict v)
 {
     for (int k = 0; k < CNET_BLOCK; k++) {
         float a = fabsf(v[k]), z = v[k] * v[k];
@@ -493,7 +506,7 @@ static inline void cnet_tanh_block(float *restrict y, const float *restrict v)
 /* BCE's logarithms: lx = log(x) and l1x = log1p(-x). For |x| < 1/2, log1p(-x) is
  * 2 atanh(-x / (2 - x)), which keeps its relative accuracy for small x; elsewhere log(1 - x),
  * where 1 - x is exact (x >= 1/2) or log(1 - x) is at least log(3/2). */
-static inline void cnet_bce_logs_block(float *restrict lx, float *restrict l1x,
+CNET_INLINE void cnet_bce_logs_block(float *restrict lx, float *restrict l1x,
                                        const float *restrict v)
 {
     for (int k = 0; k < CNET_BLOCK; k++) {
@@ -508,7 +521,7 @@ static inline void cnet_bce_logs_block(float *restrict lx, float *restrict l1x,
  * log σ(x) = min(x, 0) - l. With z = e^-|x| <= 1 (no overflow), q = z / (1 + z) for x >= 0
  * and 1 / (1 + z) below, and l = 2 atanh(z / (2 + z)), accurate however small z is (log(1 + z)
  * would round 1 + z first). Infinite x gives l = 0 and q = 0 or 1; NaN stays NaN. */
-static inline void cnet_softplus_terms_block(float *restrict q, float *restrict l,
+CNET_INLINE void cnet_softplus_terms_block(float *restrict q, float *restrict l,
                                              const float *restrict v)
 {
     for (int k = 0; k < CNET_BLOCK; k++) {
