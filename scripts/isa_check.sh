@@ -40,6 +40,8 @@ fi
 source "$root/scripts/build_copy.sh"
 cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
 tested=()
+work=""
+trap 'rm -rf "$work"' EXIT      # the build of the set being tested, on any exit
 
 for set in "${sets[@]}"; do
     case "$set" in
@@ -51,7 +53,6 @@ for set in "${sets[@]}"; do
         continue
     fi
     work="$(mktemp -d "${TMPDIR:-/tmp}/cnet-isa.XXXXXX")"
-    trap 'rm -rf "$work"' EXIT
     build_copy "$work" "-DCNET_NO_DISPATCH $flag" || exit 2
     check_imported "$work" >/dev/null || exit 2
     # Built without dispatch: no module may still pick a clone at load time (gcc makes each
@@ -68,7 +69,6 @@ for set in "${sets[@]}"; do
         exit 1
     }
     rm -rf "$work"
-    trap - EXIT
     tested+=("$set")
 done
 if ((${#tested[@]} == 0)); then
