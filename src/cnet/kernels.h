@@ -360,19 +360,18 @@ CNET_INLINE float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mask 
 #define CNET_MASK(condition) (0u - (cnet_bits32)(condition))   /* all ones or all zeros */
 
 /* e^x for x <= 0: x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (within
- * about 1 ulp), 2^n put into the exponent bits. Below -87.3, where e^x leaves the normal
- * range, the result is 0; NaN stays NaN. x > 0 counts as 0 (a padded lane may hold one), and
- * x is clamped to -88 and NaN replaced by 0 first, so the conversion to an integer is always
- * in range. */
+ * about 1 ulp), 2^n put into the exponent bits. x > 0 counts as 0 (a padded lane may hold
+ * one) and x below -87.3, where e^x leaves the normal range, as -88, for which n = -127 makes
+ * 2^n's bits, and so the result, 0. Adding 1.5 * 2^23 rounds x log2(e) to the nearest integer
+ * n (the spacing of floats there is 1) and leaves n in the low bits of the sum's mantissa,
+ * from where a shift moves it into the exponent: no conversion to an integer, so NaN needs
+ * no special case (it stays NaN through the arithmetic). */
 CNET_INLINE float cnet_exp_nonpositive_f32(float x)
 {
-    cnet_bits32 nan = CNET_MASK(x != x), tiny = CNET_MASK(x < -87.33654f);
-    cnet_bits32 positive = CNET_MASK(x > 0.0f);
-    float xc = cnet_select_f32(tiny | nan | positive, cnet_f32_from_bits(0xc2b00000u & tiny),
-                               x);                                       /* -88 or 0 */
-    float fx = xc * 1.44269504088896341f + 0.5f;
-    float t = (float)(int32_t)fx;                                     /* truncates toward 0 ... */
-    float n = t - cnet_f32_from_bits(CNET_MASK(t > fx) & 0x3f800000u);   /* ... so this floors */
+    float xc = cnet_select_f32(CNET_MASK(x < -87.33654f), -88.0f,
+                               cnet_select_f32(CNET_MASK(x > 0.0f), 0.0f, x));
+    float t = xc * 1.44269504088896341f + 12582912.0f;
+    float n = t - 12582912.0f;
     float r = xc - n * 0.693359375f + n * 2.12194440e-4f;             /* ln2 in two parts */
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -381,8 +380,7 @@ CNET_INLINE float cnet_exp_nonpositive_f32(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    float e = p * cnet_f32_from_bits((cnet_bits32)((int32_t)n + 127) << 23);
-    return cnet_f32_from_bits((cnet_bits_of_f32(e) & ~(tiny | nan)) | (nan & 0x7fc00000u));
+    return p * cnet_f32_from_bits((cnet_bits_of_f32(t) << 23) + 0x3f800000u);   /* 2^n */
 }
 
 /* 2 atanh(s) = 2 (s + s^3/3 + ... + s^13/13) for |s| <= 1/3: each term is under a ninth of
