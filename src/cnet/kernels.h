@@ -359,28 +359,35 @@ CNET_INLINE float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mask 
 }
 #define CNET_MASK(condition) (0u - (cnet_bits32)(condition))   /* all ones or all zeros */
 
-/* e^x for x <= 0: x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (within
- * about 1 ulp), 2^n put into the exponent bits. x > 0 counts as 0 (a padded lane may hold
- * one) and x below -87.3, where e^x leaves the normal range, as -88, for which n = -127 makes
- * 2^n's bits, and so the result, 0. Adding 1.5 * 2^23 rounds x log2(e) to the nearest integer
- * n (the spacing of floats there is 1) and leaves n in the low bits of the sum's mantissa,
- * from where a shift moves it into the exponent: no conversion to an integer, so NaN needs
- * no special case (it stays NaN through the arithmetic). */
-CNET_INLINE float cnet_exp_nonpositive_f32(float x)
+/* For x in [-88, 0] or NaN: x = n ln2 + r with |r| <= ln2/2; returns 2^n and sets *em1_r to
+ * e^r - 1 by Cephes' degree-6 polynomial (within about 1 ulp of e^r once 1 is added, and of
+ * relative accuracy however small r is). Adding 1.5 * 2^23 rounds x log2(e) to the nearest
+ * integer n (the spacing of floats there is 1) and leaves n in the low bits of the sum's
+ * mantissa, from where a shift moves it into the exponent: no conversion to an integer, so
+ * NaN needs no special case (it stays NaN through the arithmetic), and n = -127 gives 0. */
+CNET_INLINE float cnet_exp_reduce_f32(float x, float *em1_r)
 {
-    float xc = cnet_select_f32(CNET_MASK(x < -87.33654f), -88.0f,
-                               cnet_select_f32(CNET_MASK(x > 0.0f), 0.0f, x));
-    float t = xc * 1.44269504088896341f + 12582912.0f;
+    float t = x * 1.44269504088896341f + 12582912.0f;
     float n = t - 12582912.0f;
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;             /* ln2 in two parts */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;             /* ln2 in two parts */
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    return p * cnet_f32_from_bits((cnet_bits_of_f32(t) << 23) + 0x3f800000u);   /* 2^n */
+    *em1_r = p * r * r + r;
+    return cnet_f32_from_bits((cnet_bits_of_f32(t) << 23) + 0x3f800000u);
+}
+
+/* e^x for x <= 0. x > 0 counts as 0 (a padded lane may hold one) and x below -87.3, where
+ * e^x leaves the normal range, as -88, whose 2^n is 0. NaN stays NaN. */
+CNET_INLINE float cnet_exp_nonpositive_f32(float x)
+{
+    float xc = cnet_select_f32(CNET_MASK(x < -87.33654f), -88.0f,
+                               cnet_select_f32(CNET_MASK(x > 0.0f), 0.0f, x));
+    float em1_r, scale = cnet_exp_reduce_f32(xc, &em1_r);
+    return (em1_r + 1.0f) * scale;
 }
 
 /* 2 atanh(s) = 2 (s + s^3/3 + ... + s^13/13) for |s| <= 1/3: each term is under a ninth of
@@ -486,18 +493,18 @@ CNET_INLINE void cnet_sigmoid_block(float *restrict y, const float *restrict v)
     }
 }
 
-/* y = tanh(x): Cephes' odd polynomial for |x| < 0.625, (1 - e)/(1 + e) with e = e^-2|x|
- * beyond (no cancellation there: e < 0.29), the sign put back with copysign. */
+/* y = tanh(x) = -m / (2 + m) with m = e^-2|x| - 1, the sign put back with copysign. m is
+ * 2^n (e^r - 1) + (2^n - 1): relative accuracy for small |x| (n = 0, m = e^r - 1), no
+ * cancellation beyond. Within 2 ulp of tanh for every float32. |x| is clamped to 9, beyond
+ * which tanh rounds to 1; NaN stays NaN. */
 CNET_INLINE void cnet_tanh_block(float *restrict y, const float *restrict v)
 {
     for (int k = 0; k < CNET_BLOCK; k++) {
-        float a = fabsf(v[k]), z = v[k] * v[k];
-        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
-                         - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
-                       - 3.33332819422e-1f) * z * v[k] + v[k];
-        float e = cnet_exp_nonpositive_f32(-2.0f * a);
-        float large = copysignf((1.0f - e) / (1.0f + e), v[k]);
-        y[k] = cnet_select_f32(CNET_MASK(a < 0.625f), small, large);
+        float a = fabsf(v[k]);
+        float em1_r, scale = cnet_exp_reduce_f32(
+            -2.0f * cnet_select_f32(CNET_MASK(a > 9.0f), 9.0f, a), &em1_r);
+        float m = scale * em1_r + (scale - 1.0f);
+        y[k] = copysignf(-m / (2.0f + m), v[k]);
     }
 }
 
