@@ -259,7 +259,7 @@ cdef inline double pointwise(int kind, const LossConfig* c, double x, double t,
     if kind == LOSS_L1:
         r = x - t
         a = fabs(r)
-        grad[0] = copysign(1.0, r) if a > 0 else r * 0    # torch's sign: 0 at 0, NaN kept
+        grad[0] = copysign(1.0, r) if a > 0 else r    # sign(r); 0 and NaN as they are
         return a
     if kind == LOSS_HUBER:
         # With m = min(|r|, delta): m (|r| - m/2) is 0.5 r² inside and delta (|r| - delta/2)
@@ -308,12 +308,27 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
     CNET_LANES partial sums, not one chain of dependent additions."""
     cdef const floating* weight = <const floating*>c.weight
     cdef const floating* pos_weight = <const floating*>c.pos_weight
-    cdef Py_ssize_t r, j, k, start, n
+    cdef Py_ssize_t r, j, k, start, n, block
     cdef double value, grad, w, pw = 1
     cdef double acc[CNET_LANES]
     cdef floating terms[2 * CHUNK]        # a chunk's logarithms or exponentials (pointwise)
     for j in range(CNET_LANES):
         acc[j] = 0
+    if (kind == LOSS_MSE or kind == LOSS_L1 or kind == LOSS_HUBER) and dinput != NULL \
+            and losses == NULL and weight == NULL:
+        # The step runner's case: the gradient and the sum, nothing per element to look up.
+        # Whole runs of CNET_LANES elements, each to its own partial sum as below (the same
+        # sum to the last bit), so the compiler can keep the partial sums in vector lanes.
+        n = rows * cols - (rows * cols) % CNET_LANES
+        for block in range(n // CNET_LANES):
+            for j in range(CNET_LANES):
+                k = block * CNET_LANES + j
+                acc[j] += pointwise(kind, c, input[k], target[k], pw, terms, &grad)
+                dinput[k] = <floating>(scale * grad)
+        for k in range(n, rows * cols):
+            acc[k % CNET_LANES] += pointwise(kind, c, input[k], target[k], pw, terms, &grad)
+            dinput[k] = <floating>(scale * grad)
+        return cnet_lanes_total(acc)
     for r in range(rows):
         start = 0
         while start < cols:
