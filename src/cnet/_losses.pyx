@@ -308,26 +308,41 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
     CNET_LANES partial sums, not one chain of dependent additions."""
     cdef const floating* weight = <const floating*>c.weight
     cdef const floating* pos_weight = <const floating*>c.pos_weight
-    cdef Py_ssize_t r, j, k, start, n, block
+    cdef Py_ssize_t r, j, k, start, n, block, count, whole
     cdef double value, grad, w, pw = 1
     cdef double acc[CNET_LANES]
     cdef floating terms[2 * CHUNK]        # a chunk's logarithms or exponentials (pointwise)
     for j in range(CNET_LANES):
         acc[j] = 0
-    if (kind == LOSS_MSE or kind == LOSS_L1 or kind == LOSS_HUBER) and dinput != NULL \
-            and losses == NULL and weight == NULL:
+    if kind != LOSS_KL_DIV and dinput != NULL and losses == NULL and weight == NULL \
+            and pos_weight == NULL:
         # The step runner's case: the gradient and the sum, nothing per element to look up.
-        # Whole runs of CNET_LANES elements, each to its own partial sum as below (the same
-        # sum to the last bit), so the compiler can keep the partial sums in vector lanes.
-        n = rows * cols - (rows * cols) % CNET_LANES
-        for block in range(n // CNET_LANES):
-            for j in range(CNET_LANES):
-                k = block * CNET_LANES + j
-                acc[j] += pointwise(kind, c, input[k], target[k], pw, terms, &grad)
-                dinput[k] = <floating>(scale * grad)
-        for k in range(n, rows * cols):
-            acc[k % CNET_LANES] += pointwise(kind, c, input[k], target[k], pw, terms, &grad)
-            dinput[k] = <floating>(scale * grad)
+        # The rows run as one (in chunks of CHUNK elements where a chunk's logarithms or
+        # exponentials come first), in whole runs of CNET_LANES elements that the compiler
+        # can keep in vector lanes, every element to the partial sum the loop below gives it
+        # (the same sum to the last bit).
+        n = rows * cols
+        start = 0
+        while start < n:
+            count = min(CHUNK, n - start) if kind == LOSS_BCE or kind == LOSS_BCE_WITH_LOGITS \
+                else n
+            if kind == LOSS_BCE:
+                bce_logs(terms, terms + CHUNK, input + start, count)
+            elif kind == LOSS_BCE_WITH_LOGITS:
+                softplus_terms(terms, terms + CHUNK, input + start, count)
+            whole = count - count % CNET_LANES
+            for block in range(whole // CNET_LANES):
+                for j in range(CNET_LANES):
+                    k = block * CNET_LANES + j
+                    acc[j] += pointwise(kind, c, input[start + k], target[start + k], pw,
+                                        terms + k, &grad)
+                    dinput[start + k] = <floating>(scale * grad)
+            for k in range(whole, count):
+                acc[(start + k) % CNET_LANES] += pointwise(kind, c, input[start + k],
+                                                           target[start + k], pw, terms + k,
+                                                           &grad)
+                dinput[start + k] = <floating>(scale * grad)
+            start += count
         return cnet_lanes_total(acc)
     for r in range(rows):
         start = 0
