@@ -173,12 +173,14 @@ def test_gradients_match_finite_differences(name, slope):
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "tanh"])
-def test_float32_element_gets_the_same_bits_in_a_whole_or_a_partial_block(name):
-    """The float32 kernels run blocks of 16 elements, the last one partial and zero-padded:
-    an element's result must not depend on which it falls in (the dispatched build once
-    compiled the partial block's copy for another instruction set than the whole ones')."""
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_element_gets_the_same_bits_in_a_whole_or_a_partial_block(name, dtype):
+    """The exponential's kernels run blocks of 16 elements, the last one partial and
+    zero-padded: an element's result must not depend on which it falls in (the dispatched
+    build once compiled the partial block's copy for another instruction set than the whole
+    ones')."""
     forward = getattr(_activations, f"{name}_forward")
-    x = np.random.default_rng(0).uniform(-12, 12, (3000, 16)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-12, 12, (3000, 16)).astype(dtype)
     whole = np.empty_like(x)
     forward(whole, x)                     # contiguous rows of 16: whole blocks only
     for row, want in zip(x, whole):

@@ -6,19 +6,20 @@ and the output y and uses the cheaper, more exact one (y for ReLU, sigmoid, tanh
 softmax; x for leaky ReLU, so negative slopes work too).
 """
 from cython cimport floating
-from libc.math cimport exp, fabs, tanh
 from libc.string cimport memcpy
 
 from cnet._memview cimport ptr2, cptr2
 from cnet._reduce cimport row_dot, row_max, row_sum
 
 
-# float32's exp-based loops are in kernels.h, where they vectorise (libm's expf and tanhf do
-# not); float64 keeps libm's exp and tanh.
+# The exp-based loops are in kernels.h, where they vectorise (libm's exp and tanh do not).
 cdef extern from "kernels.h" nogil:
     void cnet_sigmoid_f32(float* y, const float* x, Py_ssize_t n)
+    void cnet_sigmoid_f64(double* y, const double* x, Py_ssize_t n)
     void cnet_tanh_f32(float* y, const float* x, Py_ssize_t n)
+    void cnet_tanh_f64(double* y, const double* x, Py_ssize_t n)
     void cnet_exp_shifted_f32(float* y, const float* x, Py_ssize_t n, float shift)
+    void cnet_exp_shifted_f64(double* y, const double* x, Py_ssize_t n, double shift)
 
 
 cdef inline void _copy(floating* out, const floating* src, Py_ssize_t n) noexcept nogil:
@@ -87,14 +88,10 @@ cdef void sigmoid_forward_ptr(floating* y,             # (n,) out
                               Py_ssize_t n) noexcept nogil:
     """y = 1 / (1 + e^-x), in the two-branch form that never overflows: with
     z = e^-|x| in (0, 1], y = 1 / (1 + z) for x >= 0 and z / (1 + z) for x < 0."""
-    cdef Py_ssize_t i
-    cdef double z
     if floating is float:
         cnet_sigmoid_f32(y, x, n)
-        return
-    for i in range(n):
-        z = exp(-fabs(x[i]))
-        y[i] = (1 if x[i] >= 0 else z) / (1 + z)
+    else:
+        cnet_sigmoid_f64(y, x, n)
 
 
 cdef void sigmoid_backward_ptr(floating* dx,           # (n,) out
@@ -111,12 +108,10 @@ cdef void sigmoid_backward_ptr(floating* dx,           # (n,) out
 cdef void tanh_forward_ptr(floating* y,                # (n,) out
                            const floating* x,          # (n,)
                            Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
     if floating is float:
         cnet_tanh_f32(y, x, n)
-        return
-    for i in range(n):
-        y[i] = tanh(x[i])
+    else:
+        cnet_tanh_f64(y, x, n)
 
 
 cdef void tanh_backward_ptr(floating* dx,              # (n,) out
@@ -156,8 +151,7 @@ cdef void softmax_forward_ptr(floating* y,             # (rows, cols) out
         if floating is float:
             cnet_exp_shifted_f32(yr, xr, cols, top)
         else:
-            for j in range(cols):
-                yr[j] = exp(xr[j] - top)
+            cnet_exp_shifted_f64(yr, xr, cols, top)
         scale = <floating>(1 / row_sum(yr, cols))
         for j in range(cols):
             yr[j] *= scale

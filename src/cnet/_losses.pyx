@@ -22,6 +22,7 @@ cdef double BCE_GRAD_EPS = 1e-12
 
 cdef extern from "kernels.h" nogil:
     void cnet_exp_shifted_f32(float* y, const float* x, Py_ssize_t n, float shift)
+    void cnet_exp_shifted_f64(double* y, const double* x, Py_ssize_t n, double shift)
     void cnet_softplus_terms_f32(float* q, float* l, const float* x, Py_ssize_t n)
     void cnet_bce_logs_f32(float* lx, float* l1x, const float* x, Py_ssize_t n)
 
@@ -32,18 +33,28 @@ cdef enum:
     CHUNK = 8 * CNET_LANES
 
 
-cdef void exp_rows_f32(float* e, const float* x, Py_ssize_t rows,
-                       Py_ssize_t classes) noexcept nogil:
+cdef inline void exp_shifted(floating* e, const floating* x, Py_ssize_t n,
+                             floating shift) noexcept nogil:
+    """e = exp(x - shift) for shift >= max(x), by kernels.h's vectorised loops (within about
+    1 ulp; libm's exp does not vectorise)."""
+    if floating is float:
+        cnet_exp_shifted_f32(e, x, n, shift)
+    else:
+        cnet_exp_shifted_f64(e, x, n, shift)
+
+
+cdef void exp_rows(floating* e, const floating* x, Py_ssize_t rows,
+                   Py_ssize_t classes) noexcept nogil:
     """e = exp(x - each row's max) for a block of short rows: the shifts row by row, then
     one vectorised pass over the block (one call per 10-class row cost more than the
-    exponentials; the same float32 arithmetic as exp_row)."""
+    exponentials; the same arithmetic as exp_row)."""
     cdef Py_ssize_t i, c
-    cdef float m
+    cdef floating m
     for i in range(rows):
         m = row_max(x + i * classes, classes)
         for c in range(classes):
             e[i * classes + c] = x[i * classes + c] - m
-    cnet_exp_shifted_f32(e, e, rows * classes, 0)
+    exp_shifted(e, e, rows * classes, 0)
 
 
 cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), or NULL
@@ -51,36 +62,26 @@ cdef inline double exp_row(floating* e,              # (C,) out: exp(x - max), o
                            Py_ssize_t classes, double* max_out,
                            bint done) noexcept nogil:
     """Σ_c exp(x[c] - max x), with max x in max_out: log of it is the row's log-sum-exp
-    less the max, the softmax is e / the sum. In float32 with e given, the exponentials
-    are kernels.h's vectorised ones (within about 1 ulp; libm's do not vectorise), written
-    to e or, without e, to a small buffer a chunk at a time: the loss is the same to the
-    last bit with or without its gradient. done: e already holds them (exp_rows_f32), only
-    the sum is left."""
+    less the max, the softmax is e / the sum. The exponentials go to e or, without e, to a
+    small buffer a chunk at a time: the loss is the same to the last bit with or without
+    its gradient. done: e already holds them (exp_rows), only the sum is left."""
     cdef Py_ssize_t c, start = 0, n
-    cdef double m = row_max(x, classes), s = 0, v
-    cdef float chunk[CHUNK]
+    cdef double m = row_max(x, classes)
+    cdef floating chunk[CHUNK]
     cdef double acc[CNET_LANES]
     max_out[0] = m
-    if floating is float:
-        if e != NULL:
-            if not done:
-                cnet_exp_shifted_f32(e, x, classes, <float>m)
-            return row_sum(e, classes)
-        for c in range(CNET_LANES):
-            acc[c] = 0
-        while start < classes:
-            n = min(CHUNK, classes - start)
-            cnet_exp_shifted_f32(chunk, x + start, n, <float>m)
-            row_sum_lanes(acc, chunk, n)
-            start += n
-        return cnet_lanes_total(acc)
-    else:       # libm's exp, not the chain of additions, bounds this loop
-        for c in range(classes):
-            v = exp(x[c] - m)
-            s += v
-            if e != NULL:
-                e[c] = <floating>v
-        return s
+    if e != NULL:
+        if not done:
+            exp_shifted(e, x, classes, <floating>m)
+        return row_sum(e, classes)
+    for c in range(CNET_LANES):
+        acc[c] = 0
+    while start < classes:
+        n = min(CHUNK, classes - start)
+        exp_shifted(chunk, x + start, n, <floating>m)
+        row_sum_lanes(acc, chunk, n)
+        start += n
+    return cnet_lanes_total(acc)
 
 
 cdef double softmax_cross_entropy_ptr(floating* dlogits,        # (B, C) out, or NULL to skip
@@ -107,11 +108,10 @@ cdef double softmax_cross_entropy_ptr(floating* dlogits,        # (B, C) out, or
     # overflow) instead of a log per row, which was 5% of a small network's step.
     cdef bint per_row = losses != NULL or weight != NULL
     cdef double product = 1, logs = 0
-    cdef bint block = False         # short float32 rows: the exponentials in one pass
-    if floating is float:
-        if dlogits != NULL and classes < 16:
-            exp_rows_f32(dlogits, logits, batch, classes)
-            block = True
+    cdef bint block = False         # short rows: the exponentials in one pass
+    if dlogits != NULL and classes < 16:
+        exp_rows(dlogits, logits, batch, classes)
+        block = True
     if weight != NULL:
         wsum = 0
         for c in range(classes):

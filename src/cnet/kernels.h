@@ -347,10 +347,11 @@ static inline T cnet_max_##SUFFIX(const T *restrict x, ptrdiff_t n)             
 #define CNET_MAX_BLOCKS_f64(lane, x, n, i)
 #endif
 
-/* The float32 exponentials and logarithms below vectorise (libm's do not) on every x86-64
- * target: every choice is a bit mask, not `c ? a : b`, because gcc keeps a select whose arms
- * hold floating-point operations a branch (it must not raise an exception the source would
- * not), and a loop with a branch vectorises only where AVX-512's masked instructions run it. */
+/* The exponentials and logarithms below vectorise (libm's do not): the float32 ones on every
+ * x86-64 target, the float64 exponential in the AVX2 and AVX-512 clones. Every choice is a
+ * bit mask, not `c ? a : b`, because gcc keeps a select whose arms hold floating-point
+ * operations a branch (it must not raise an exception the source would not), and a loop with
+ * a branch vectorises only where AVX-512's masked instructions run it. */
 CNET_INLINE float cnet_f32_from_bits(cnet_bits32 b) { float f; memcpy(&f, &b, sizeof f); return f; }
 CNET_INLINE cnet_bits32 cnet_bits_of_f32(float f) { cnet_bits32 b; memcpy(&b, &f, sizeof b); return b; }
 CNET_INLINE float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mask ? a : b */
@@ -358,6 +359,27 @@ CNET_INLINE float cnet_select_f32(cnet_bits32 mask, float a, float b)   /* mask 
     return cnet_f32_from_bits((cnet_bits_of_f32(a) & mask) | (cnet_bits_of_f32(b) & ~mask));
 }
 #define CNET_MASK(condition) (0u - (cnet_bits32)(condition))   /* all ones or all zeros */
+CNET_INLINE double cnet_f64_from_bits(cnet_bits64 b) { double f; memcpy(&f, &b, sizeof f); return f; }
+CNET_INLINE cnet_bits64 cnet_bits_of_f64(double f) { cnet_bits64 b; memcpy(&b, &f, sizeof b); return b; }
+CNET_INLINE double cnet_select_f64(cnet_bits64 mask, double a, double b)  /* mask ? a : b */
+{
+    return cnet_f64_from_bits((cnet_bits_of_f64(a) & mask) | (cnet_bits_of_f64(b) & ~mask));
+}
+/* condition ? a : b by a mask, for the type-generic functions below (T float: f32, double:
+ * f64). gcc vectorises the float64 masks in its AVX2 and AVX-512 code, not in baseline
+ * x86-64's (SSE2 has no 64-bit comparisons), where those loops run scalar. */
+CNET_INLINE float cnet_choose_f32(int condition, float a, float b)
+{
+    return cnet_select_f32(CNET_MASK(condition), a, b);
+}
+CNET_INLINE double cnet_choose_f64(int condition, double a, double b)
+{
+    return cnet_select_f64(0ull - (cnet_bits64)condition, a, b);
+}
+CNET_INLINE float cnet_fabs_f32(float x) { return fabsf(x); }
+CNET_INLINE double cnet_fabs_f64(double x) { return fabs(x); }
+CNET_INLINE float cnet_copysign_f32(float x, float sign) { return copysignf(x, sign); }
+CNET_INLINE double cnet_copysign_f64(double x, double sign) { return copysign(x, sign); }
 
 /* For x in [-88, 0] or NaN: x = n ln2 + r with |r| <= ln2/2; returns 2^n and sets *em1_r to
  * e^r - 1 by Cephes' degree-6 polynomial (within about 1 ulp of e^r once 1 is added, and of
@@ -380,15 +402,41 @@ CNET_INLINE float cnet_exp_reduce_f32(float x, float *em1_r)
     return cnet_f32_from_bits((cnet_bits_of_f32(t) << 23) + 0x3f800000u);
 }
 
-/* e^x for x <= 0. x > 0 counts as 0 (a padded lane may hold one) and x below -87.3, where
- * e^x leaves the normal range, as -88, whose 2^n is 0. NaN stays NaN. */
-CNET_INLINE float cnet_exp_nonpositive_f32(float x)
+/* The float64 twin: 1.5 * 2^52 rounds, ln2 in fdlibm's two parts, and e^r - 1 by its Taylor
+ * series to r^13 (the first term left out is below 2^-57 of e^r). For x in [-709, 0] or NaN;
+ * n = -1023 gives 0. */
+CNET_INLINE double cnet_exp_reduce_f64(double x, double *em1_r)
 {
-    float xc = cnet_select_f32(CNET_MASK(x < -87.33654f), -88.0f,
-                               cnet_select_f32(CNET_MASK(x > 0.0f), 0.0f, x));
-    float em1_r, scale = cnet_exp_reduce_f32(xc, &em1_r);
-    return (em1_r + 1.0f) * scale;
+    double t = x * 1.4426950408889634 + 6755399441055744.0;
+    double n = t - 6755399441055744.0;
+    double r = x - n * 6.93147180369123816490e-01 - n * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;                                         /* 1/13! */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    *em1_r = p * r * r + r;
+    return cnet_f64_from_bits((cnet_bits_of_f64(t) << 52) + 0x3ff0000000000000ull);
 }
+
+/* e^x for x <= 0. x > 0 counts as 0 (a padded lane may hold one) and x below LOWEST, where
+ * e^x leaves the normal range, as CLAMP, whose 2^n is 0. NaN stays NaN. */
+#define CNET_EXP_NONPOSITIVE(T, SUFFIX, LOWEST, CLAMP)                                     \
+CNET_INLINE T cnet_exp_nonpositive_##SUFFIX(T x)                                          \
+{                                                                                          \
+    T xc = cnet_choose_##SUFFIX(x < LOWEST, CLAMP, cnet_choose_##SUFFIX(x > 0, 0, x));      \
+    T em1_r, scale = cnet_exp_reduce_##SUFFIX(xc, &em1_r);                                 \
+    return (em1_r + 1) * scale;                                                            \
+}
+CNET_EXP_NONPOSITIVE(float, f32, -87.33654f, -88.0f)
+CNET_EXP_NONPOSITIVE(double, f64, -708.39641853226408, -709.0)
 
 /* 2 atanh(s) = 2 (s + s^3/3 + ... + s^13/13) for |s| <= 1/3: each term is under a ninth of
  * the one before, so the first left out is below 2^-26 of the sum and seven reach float32's
@@ -443,10 +491,10 @@ CNET_INLINE float cnet_log_f32(float x)
  * narrower load of part of a wider store, as in the copy out, is forwarded). */
 #define CNET_BLOCK 16
 #define CNET_COMMA ,        /* a parameter or an argument more, passed through the macro */
-#define CNET_BLOCKWISE(NAME, BLOCK, OUTPUTS, PARAMS, ARGS)                                 \
-CNET_KERNEL void NAME(CNET_OUTPUTS_##OUTPUTS, const float *x, ptrdiff_t n PARAMS)          \
+#define CNET_BLOCKWISE(NAME, BLOCK, T, OUTPUTS, PARAMS, ARGS)                              \
+CNET_KERNEL void NAME(CNET_OUTPUTS_##OUTPUTS(T), const T *x, ptrdiff_t n PARAMS)           \
 {                                                                                          \
-    float out[OUTPUTS][CNET_BLOCK];                                                        \
+    T out[OUTPUTS][CNET_BLOCK];                                                            \
     ptrdiff_t i = 0;                                                                       \
     if (CNET_DISJOINT_##OUTPUTS)      /* then the outputs do not overlap x at all */        \
         for (; i + CNET_BLOCK <= n; i += CNET_BLOCK)                                       \
@@ -456,15 +504,15 @@ CNET_KERNEL void NAME(CNET_OUTPUTS_##OUTPUTS, const float *x, ptrdiff_t n PARAMS
         CNET_STORE_##OUTPUTS(i, sizeof out[0]);                                            \
     }                                                                                      \
     if (i < n) {                                                                           \
-        float v[CNET_BLOCK];                                                               \
+        T v[CNET_BLOCK];                                                                   \
         memset(v, 0, sizeof v);                                                            \
-        memcpy(v, x + i, (size_t)(n - i) * sizeof(float));                                 \
+        memcpy(v, x + i, (size_t)(n - i) * sizeof(T));                                     \
         BLOCK(CNET_OUT_##OUTPUTS, v ARGS);                                                 \
-        CNET_STORE_##OUTPUTS(i, (size_t)(n - i) * sizeof(float));                          \
+        CNET_STORE_##OUTPUTS(i, (size_t)(n - i) * sizeof(T));                              \
     }                                                                                      \
 }
-#define CNET_OUTPUTS_1 float *y
-#define CNET_OUTPUTS_2 float *y, float *y2
+#define CNET_OUTPUTS_1(T) T *y
+#define CNET_OUTPUTS_2(T) T *y, T *y2
 #define CNET_DISJOINT_1 (y != x)
 #define CNET_DISJOINT_2 (y != x && y2 != x)
 #define CNET_AT_1(i) y + (i)
@@ -477,36 +525,40 @@ CNET_KERNEL void NAME(CNET_OUTPUTS_##OUTPUTS, const float *x, ptrdiff_t n PARAMS
         memcpy(y2 + (i), out[1], bytes);                                                   \
     } while (0)
 
-/* y = e^(x - shift) for shift >= max(x): a softmax row before normalising (shift 0: e^x). */
-CNET_INLINE void cnet_exp_shifted_block(float *restrict y, const float *restrict v, float shift)
-{
-    for (int k = 0; k < CNET_BLOCK; k++)
-        y[k] = cnet_exp_nonpositive_f32(v[k] - shift);
+/* The exponential's blocks, for float32 and float64 (T, SUFFIX), each element by itself:
+ * - exp_shifted: y = e^(x - shift) for shift >= max(x), a softmax row before normalising
+ *   (shift 0: e^x);
+ * - sigmoid: y = 1 / (1 + e^-x) in the two-branch form that never overflows;
+ * - tanh: y = -m / (2 + m) with m = e^-2|x| - 1, the sign put back with copysign. m is
+ *   2^n (e^r - 1) + (2^n - 1): relative accuracy for small |x| (n = 0, m = e^r - 1), no
+ *   cancellation beyond; within 2 ulp of tanh for every float32. |x| is clamped to TANH_ONE,
+ *   where tanh rounds to 1; NaN stays NaN. */
+#define CNET_EXP_BLOCKS(T, SUFFIX, TANH_ONE)                                               \
+CNET_INLINE void cnet_exp_shifted_block_##SUFFIX(T *restrict y, const T *restrict v,       \
+                                                 T shift)                                  \
+{                                                                                          \
+    for (int k = 0; k < CNET_BLOCK; k++)                                                   \
+        y[k] = cnet_exp_nonpositive_##SUFFIX(v[k] - shift);                                \
+}                                                                                          \
+CNET_INLINE void cnet_sigmoid_block_##SUFFIX(T *restrict y, const T *restrict v)           \
+{                                                                                          \
+    for (int k = 0; k < CNET_BLOCK; k++) {                                                 \
+        T z = cnet_exp_nonpositive_##SUFFIX(-cnet_fabs_##SUFFIX(v[k]));                    \
+        y[k] = cnet_choose_##SUFFIX(v[k] >= 0, 1, z) / (1 + z);                            \
+    }                                                                                      \
+}                                                                                          \
+CNET_INLINE void cnet_tanh_block_##SUFFIX(T *restrict y, const T *restrict v)              \
+{                                                                                          \
+    for (int k = 0; k < CNET_BLOCK; k++) {                                                 \
+        T a = cnet_fabs_##SUFFIX(v[k]);                                                    \
+        T em1_r, scale = cnet_exp_reduce_##SUFFIX(                                         \
+            -2 * cnet_choose_##SUFFIX(a > TANH_ONE, TANH_ONE, a), &em1_r);                 \
+        T m = scale * em1_r + (scale - 1);                                                 \
+        y[k] = cnet_copysign_##SUFFIX(-m / (2 + m), v[k]);                                 \
+    }                                                                                      \
 }
-
-/* y = 1 / (1 + e^-x) in the two-branch form that never overflows. */
-CNET_INLINE void cnet_sigmoid_block(float *restrict y, const float *restrict v)
-{
-    for (int k = 0; k < CNET_BLOCK; k++) {
-        float z = cnet_exp_nonpositive_f32(-fabsf(v[k]));
-        y[k] = cnet_select_f32(CNET_MASK(v[k] >= 0.0f), 1.0f, z) / (1.0f + z);
-    }
-}
-
-/* y = tanh(x) = -m / (2 + m) with m = e^-2|x| - 1, the sign put back with copysign. m is
- * 2^n (e^r - 1) + (2^n - 1): relative accuracy for small |x| (n = 0, m = e^r - 1), no
- * cancellation beyond. Within 2 ulp of tanh for every float32. |x| is clamped to 9, beyond
- * which tanh rounds to 1; NaN stays NaN. */
-CNET_INLINE void cnet_tanh_block(float *restrict y, const float *restrict v)
-{
-    for (int k = 0; k < CNET_BLOCK; k++) {
-        float a = fabsf(v[k]);
-        float em1_r, scale = cnet_exp_reduce_f32(
-            -2.0f * cnet_select_f32(CNET_MASK(a > 9.0f), 9.0f, a), &em1_r);
-        float m = scale * em1_r + (scale - 1.0f);
-        y[k] = copysignf(-m / (2.0f + m), v[k]);
-    }
-}
+CNET_EXP_BLOCKS(float, f32, 9.0f)
+CNET_EXP_BLOCKS(double, f64, 20.0)
 
 /* BCE's logarithms: lx = log(x) and l1x = log1p(-x). For |x| < 1/2, log1p(-x) is
  * 2 atanh(-x / (2 - x)), which keeps its relative accuracy for small x; elsewhere log(1 - x),
@@ -536,12 +588,16 @@ CNET_INLINE void cnet_softplus_terms_block(float *restrict q, float *restrict l,
     }
 }
 
-CNET_BLOCKWISE(cnet_exp_shifted_f32, cnet_exp_shifted_block, 1, CNET_COMMA float shift,
-               CNET_COMMA shift)
-CNET_BLOCKWISE(cnet_sigmoid_f32, cnet_sigmoid_block, 1, , )
-CNET_BLOCKWISE(cnet_tanh_f32, cnet_tanh_block, 1, , )
-CNET_BLOCKWISE(cnet_bce_logs_f32, cnet_bce_logs_block, 2, , )
-CNET_BLOCKWISE(cnet_softplus_terms_f32, cnet_softplus_terms_block, 2, , )
+CNET_BLOCKWISE(cnet_exp_shifted_f32, cnet_exp_shifted_block_f32, float, 1,
+               CNET_COMMA float shift, CNET_COMMA shift)
+CNET_BLOCKWISE(cnet_exp_shifted_f64, cnet_exp_shifted_block_f64, double, 1,
+               CNET_COMMA double shift, CNET_COMMA shift)
+CNET_BLOCKWISE(cnet_sigmoid_f32, cnet_sigmoid_block_f32, float, 1, , )
+CNET_BLOCKWISE(cnet_sigmoid_f64, cnet_sigmoid_block_f64, double, 1, , )
+CNET_BLOCKWISE(cnet_tanh_f32, cnet_tanh_block_f32, float, 1, , )
+CNET_BLOCKWISE(cnet_tanh_f64, cnet_tanh_block_f64, double, 1, , )
+CNET_BLOCKWISE(cnet_bce_logs_f32, cnet_bce_logs_block, float, 2, , )
+CNET_BLOCKWISE(cnet_softplus_terms_f32, cnet_softplus_terms_block, float, 2, , )
 
 CNET_ADAM(float, f32, sqrtf)
 CNET_ADAM(double, f64, sqrt)
