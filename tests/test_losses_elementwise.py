@@ -184,8 +184,10 @@ def test_gradients_match_finite_differences(name, options, rows, cols):
 def test_loss_and_gradient_have_the_same_bits_whichever_outputs_are_asked_for(name, dtype,
                                                                                rows, cols):
     """The gradient alone (the step runner's call) takes its own loop, over the rows as one:
-    its loss and gradient must be those of the row-by-row loop that also writes each
-    element's loss, to the last bit."""
+    its loss must be the loss alone's (evaluate's) to the last bit, and its gradient that of
+    the row-by-row loop that also writes each element's loss. (That loop's sum may differ in
+    the last bit where the compiler fuses the other loops' multiply-adds and not its own, as
+    gcc does for AVX-512 or aarch64: its loss is compared to 1e-15.)"""
     rng = np.random.default_rng(rows * cols)
     x, t, kwargs = make_case(name, rng, rows, cols, dtype)
     if name in ("mse_loss", "l1_loss", "huber_loss"):
@@ -195,7 +197,8 @@ def test_loss_and_gradient_have_the_same_bits_whichever_outputs_are_asked_for(na
     loss_grad_only = kernel(grad_only, None, x, t, **kwargs, reduction=SUM)
     loss_both = kernel(grad, losses, x, t, **kwargs, reduction=SUM)
     loss_alone = kernel(None, None, x, t, **kwargs, reduction=SUM)
-    assert loss_grad_only == loss_both == loss_alone
+    assert loss_grad_only == loss_alone
+    assert loss_both == pytest.approx(loss_alone, rel=1e-15)
     assert_array_equal(grad_only, grad)
 
 

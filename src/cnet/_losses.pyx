@@ -312,6 +312,7 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
     cdef double value, grad, w, pw = 1
     cdef double acc[CNET_LANES]
     cdef floating terms[2 * CHUNK]        # a chunk's logarithms or exponentials (pointwise)
+    cdef bint chunked = kind == LOSS_BCE or kind == LOSS_BCE_WITH_LOGITS   # uses terms
     for j in range(CNET_LANES):
         acc[j] = 0
     if kind != LOSS_KL_DIV and dinput != NULL and losses == NULL and weight == NULL \
@@ -324,8 +325,7 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
         n = rows * cols
         start = 0
         while start < n:
-            count = min(CHUNK, n - start) if kind == LOSS_BCE or kind == LOSS_BCE_WITH_LOGITS \
-                else n
+            count = min(CHUNK, n - start) if chunked else n
             if kind == LOSS_BCE:
                 bce_logs(terms, terms + CHUNK, input + start, count)
             elif kind == LOSS_BCE_WITH_LOGITS:
@@ -335,12 +335,12 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
                 for j in range(CNET_LANES):
                     k = block * CNET_LANES + j
                     acc[j] += pointwise(kind, c, input[start + k], target[start + k], pw,
-                                        terms + k, &grad)
+                                        terms + (k if chunked else 0), &grad)
                     dinput[start + k] = <floating>(scale * grad)
             for k in range(whole, count):
                 acc[(start + k) % CNET_LANES] += pointwise(kind, c, input[start + k],
-                                                           target[start + k], pw, terms + k,
-                                                           &grad)
+                                                           target[start + k], pw,
+                                                           terms + (k if chunked else 0), &grad)
                 dinput[start + k] = <floating>(scale * grad)
             start += count
         return cnet_lanes_total(acc)
@@ -356,7 +356,8 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
                 k = r * cols + j
                 if pos_weight != NULL:
                     pw = pos_weight[j * c.pos_weight_stride]
-                value = pointwise(kind, c, input[k], target[k], pw, terms + j - start, &grad)
+                value = pointwise(kind, c, input[k], target[k], pw, terms + (j - start),
+                                  &grad)
                 if weight != NULL:
                     w = weight[r * c.weight_row_stride + j * c.weight_col_stride]
                     value *= w
