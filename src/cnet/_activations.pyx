@@ -8,18 +8,9 @@ softmax; x for leaky ReLU, so negative slopes work too).
 from cython cimport floating
 from libc.string cimport memcpy
 
+from cnet._exp cimport exp_shifted, sigmoid, tanh
 from cnet._memview cimport ptr2, cptr2
 from cnet._reduce cimport row_dot, row_max, row_sum
-
-
-# The exp-based loops are in kernels.h, where they vectorise (libm's exp and tanh do not).
-cdef extern from "kernels.h" nogil:
-    void cnet_sigmoid_f32(float* y, const float* x, Py_ssize_t n)
-    void cnet_sigmoid_f64(double* y, const double* x, Py_ssize_t n)
-    void cnet_tanh_f32(float* y, const float* x, Py_ssize_t n)
-    void cnet_tanh_f64(double* y, const double* x, Py_ssize_t n)
-    void cnet_exp_shifted_f32(float* y, const float* x, Py_ssize_t n, float shift)
-    void cnet_exp_shifted_f64(double* y, const double* x, Py_ssize_t n, double shift)
 
 
 cdef inline void _copy(floating* out, const floating* src, Py_ssize_t n) noexcept nogil:
@@ -88,10 +79,7 @@ cdef void sigmoid_forward_ptr(floating* y,             # (n,) out
                               Py_ssize_t n) noexcept nogil:
     """y = 1 / (1 + e^-x), in the two-branch form that never overflows: with
     z = e^-|x| in (0, 1], y = 1 / (1 + z) for x >= 0 and z / (1 + z) for x < 0."""
-    if floating is float:
-        cnet_sigmoid_f32(y, x, n)
-    else:
-        cnet_sigmoid_f64(y, x, n)
+    sigmoid(y, x, n)
 
 
 cdef void sigmoid_backward_ptr(floating* dx,           # (n,) out
@@ -108,10 +96,7 @@ cdef void sigmoid_backward_ptr(floating* dx,           # (n,) out
 cdef void tanh_forward_ptr(floating* y,                # (n,) out
                            const floating* x,          # (n,)
                            Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        cnet_tanh_f32(y, x, n)
-    else:
-        cnet_tanh_f64(y, x, n)
+    tanh(y, x, n)
 
 
 cdef void tanh_backward_ptr(floating* dx,              # (n,) out
@@ -148,10 +133,7 @@ cdef void softmax_forward_ptr(floating* y,             # (rows, cols) out
         xr = x + i * cols
         yr = y + i * cols
         top = row_max(xr, cols)
-        if floating is float:
-            cnet_exp_shifted_f32(yr, xr, cols, top)
-        else:
-            cnet_exp_shifted_f64(yr, xr, cols, top)
+        exp_shifted(yr, xr, cols, top)
         scale = <floating>(1 / row_sum(yr, cols))
         for j in range(cols):
             yr[j] *= scale

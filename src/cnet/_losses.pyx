@@ -8,6 +8,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
+from cnet._exp cimport exp_shifted
 from cnet._memview cimport ptr1, ptr2, cptr1, cptr2
 from cnet._reduce cimport CNET_LANES, cnet_lanes_total, row_max, row_sum, row_sum_lanes
 
@@ -21,8 +22,6 @@ cdef double BCE_GRAD_EPS = 1e-12
 
 
 cdef extern from "kernels.h" nogil:
-    void cnet_exp_shifted_f32(float* y, const float* x, Py_ssize_t n, float shift)
-    void cnet_exp_shifted_f64(double* y, const double* x, Py_ssize_t n, double shift)
     void cnet_softplus_terms_f32(float* q, float* l, const float* x, Py_ssize_t n)
     void cnet_bce_logs_f32(float* lx, float* l1x, const float* x, Py_ssize_t n)
 
@@ -31,16 +30,6 @@ cdef extern from "kernels.h" nogil:
 # so that the chunks' partial sums are those of the whole row.
 cdef enum:
     CHUNK = 8 * CNET_LANES
-
-
-cdef inline void exp_shifted(floating* e, const floating* x, Py_ssize_t n,
-                             floating shift) noexcept nogil:
-    """e = exp(x - shift) for shift >= max(x), by kernels.h's vectorised loops (within about
-    1 ulp; libm's exp does not vectorise)."""
-    if floating is float:
-        cnet_exp_shifted_f32(e, x, n, shift)
-    else:
-        cnet_exp_shifted_f64(e, x, n, shift)
 
 
 cdef void exp_rows(floating* e, const floating* x, Py_ssize_t rows,
