@@ -354,7 +354,8 @@ def kernels(results):
         rows.append(f"| {group} | {fmt_time(c)} | {fmt_time(r)} | {fmt_ratio(div(r, c), 1)} |")
     if not rows:
         return []
-    return [f"## Kernels: compiled vs its cnet.reference twin (float32, {results.stat} per call)",
+    return [f"## Kernels: compiled vs its cnet.reference twin (float32 unless named, "
+            f"{results.stat} per call)",
             "",
             "| kernel and size | cnet | reference | speed-up |", "|---|---:|---:|---:|",
             *rows, ""]

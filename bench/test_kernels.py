@@ -1,7 +1,8 @@
 """Each compiled kernel against its cnet.reference twin: same inputs, same group.
 
-float32 throughout (the training dtype). Before timing, each benchmark checks that the two
-implementations agree on its inputs, so a fast wrong kernel cannot look good here.
+float32 (the training dtype), and float64 for the exponential's activations. Before timing,
+each benchmark checks that the two implementations agree on its inputs, so a fast wrong
+kernel cannot look good here.
 """
 import numpy as np
 import pytest
@@ -17,8 +18,8 @@ DTYPE = np.float32
 TOL = dict(rtol=2e-4, atol=2e-5)
 
 
-def rand(rng, shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(DTYPE)
+def rand(rng, shape, scale=1.0, dtype=DTYPE):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
 
 
 def grouped(name, cases, ids):
@@ -81,8 +82,10 @@ def test_dense_backward(benchmark, case, impl):
 
 ACTIVATIONS = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"]
 ACT_SHAPES = [(64, 128), (256, 1024)]
-ACT_CASES = [(name, shape) for name in ACTIVATIONS for shape in ACT_SHAPES]
-ACT_IDS = [f"{name} {shape[0]}x{shape[1]}" for name, shape in ACT_CASES]
+ACT_CASES = ([(name, shape, np.float32) for name in ACTIVATIONS for shape in ACT_SHAPES]
+             + [(name, (256, 1024), np.float64) for name in ("sigmoid", "tanh", "softmax")])
+ACT_IDS = [("float64 " if dtype == np.float64 else "") + f"{name} {shape[0]}x{shape[1]}"
+           for name, shape, dtype in ACT_CASES]
 
 
 def activation_pair(module, name):
@@ -95,9 +98,9 @@ def activation_pair(module, name):
 
 @grouped("activation", ACT_CASES, ACT_IDS)
 def test_activation_forward_backward(benchmark, case, impl):
-    name, shape = case
+    name, shape, dtype = case
     rng = np.random.default_rng(1)
-    x, dy = rand(rng, shape), rand(rng, shape)
+    x, dy = rand(rng, shape, dtype=dtype), rand(rng, shape, dtype=dtype)
     y, dx = np.empty_like(x), np.empty_like(x)
     forward, backward = activation_pair(module_for(impl, _activations), name)
 
@@ -109,10 +112,11 @@ def test_activation_forward_backward(benchmark, case, impl):
     want_y, want_dx = np.empty_like(x), np.empty_like(x)
     ref_forward(want_y, x)
     ref_backward(want_dx, dy, x, want_y)
-    tag(benchmark, f"{name} forward+backward", shape, impl)
+    tag(benchmark, f"{name} forward+backward", shape, impl, dtype=np.dtype(dtype).name)
     benchmark(run)
-    assert_allclose(y, want_y, **TOL)
-    assert_allclose(dx, want_dx, **TOL)
+    tol = TOL if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    assert_allclose(y, want_y, **tol)
+    assert_allclose(dx, want_dx, **tol)
 
 
 @grouped("activation", [(256, 1024)], ["step_forward 256x1024"])
