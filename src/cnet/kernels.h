@@ -426,12 +426,14 @@ CNET_INLINE double cnet_exp_reduce_f64(double x, double *em1_r)
     return cnet_f64_from_bits((cnet_bits_of_f64(t) << 52) + 0x3ff0000000000000ull);
 }
 
-/* e^x for x <= 0. x > 0 counts as 0 (a padded lane may hold one) and x below LOWEST, where
- * e^x leaves the normal range, as CLAMP, whose 2^n is 0. NaN stays NaN. */
+/* e^x for x <= 0 (or NaN, which stays NaN). x below LOWEST, where e^x leaves the normal
+ * range, counts as CLAMP, whose 2^n is 0. x > 0 gives a value of no use but no undefined
+ * behaviour: only a padded lane past the end of the data holds one, and it is discarded.
+ * (Without a select for it gcc's SSE2 code vectorises the float64 shifted exponential.) */
 #define CNET_EXP_NONPOSITIVE(T, SUFFIX, LOWEST, CLAMP)                                     \
 CNET_INLINE T cnet_exp_nonpositive_##SUFFIX(T x)                                          \
 {                                                                                          \
-    T xc = cnet_choose_##SUFFIX(x < LOWEST, CLAMP, cnet_choose_##SUFFIX(x > 0, 0, x));      \
+    T xc = cnet_choose_##SUFFIX(x < LOWEST, CLAMP, x);                                     \
     T em1_r, scale = cnet_exp_reduce_##SUFFIX(xc, &em1_r);                                 \
     return (em1_r + 1) * scale;                                                            \
 }
