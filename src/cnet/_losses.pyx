@@ -234,6 +234,16 @@ cdef inline void bce_logs(floating* lx, floating* l1x, const floating* x,
             l1x[i] = log1p(-x[i])
 
 
+cdef inline void chunk_terms(int kind, floating* terms, const floating* x,
+                             Py_ssize_t n) noexcept nogil:
+    """A chunk's transcendental terms into terms[0:n] and terms[CHUNK:CHUNK + n], for the
+    kinds that read them (BCE: bce_logs; BCE with logits: softplus_terms)."""
+    if kind == LOSS_BCE:
+        bce_logs(terms, terms + CHUNK, x, n)
+    elif kind == LOSS_BCE_WITH_LOGITS:
+        softplus_terms(terms, terms + CHUNK, x, n)
+
+
 cdef inline double pointwise(int kind, const LossConfig* c, double x, double t,
                              double pos_weight, const floating* terms,
                              double* grad) noexcept nogil:
@@ -315,10 +325,7 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
         start = 0
         while start < n:
             count = min(CHUNK, n - start) if chunked else n
-            if kind == LOSS_BCE:
-                bce_logs(terms, terms + CHUNK, input + start, count)
-            elif kind == LOSS_BCE_WITH_LOGITS:
-                softplus_terms(terms, terms + CHUNK, input + start, count)
+            chunk_terms(kind, terms, input + start, count)
             whole = count - count % CNET_LANES
             for block in range(whole // CNET_LANES):
                 for j in range(CNET_LANES):
@@ -337,10 +344,7 @@ cdef inline double pointwise_rows(int kind, const LossConfig* c,
         start = 0
         while start < cols:
             n = min(CHUNK, cols - start)
-            if kind == LOSS_BCE:
-                bce_logs(terms, terms + CHUNK, input + r * cols + start, n)
-            elif kind == LOSS_BCE_WITH_LOGITS:
-                softplus_terms(terms, terms + CHUNK, input + r * cols + start, n)
+            chunk_terms(kind, terms, input + r * cols + start, n)
             for j in range(start, start + n):
                 k = r * cols + j
                 if pos_weight != NULL:

@@ -571,7 +571,7 @@ CNET_INLINE void cnet_bce_logs_block(float *restrict lx, float *restrict l1x,
 {
     for (int k = 0; k < CNET_BLOCK; k++) {
         lx[k] = cnet_log_f32(v[k]);
-        l1x[k] = cnet_select_f32(CNET_MASK(fabsf(v[k]) < 0.5f),
+        l1x[k] = cnet_choose_f32(fabsf(v[k]) < 0.5f,
                                  cnet_two_atanh_f32(-v[k] / (2.0f - v[k])),
                                  cnet_log_f32(1.0f - v[k]));
     }
@@ -586,7 +586,7 @@ CNET_INLINE void cnet_softplus_terms_block(float *restrict q, float *restrict l,
 {
     for (int k = 0; k < CNET_BLOCK; k++) {
         float z = cnet_exp_nonpositive_f32(-fabsf(v[k]));
-        q[k] = cnet_select_f32(CNET_MASK(v[k] >= 0.0f), z, 1.0f) / (1.0f + z);
+        q[k] = cnet_choose_f32(v[k] >= 0.0f, z, 1.0f) / (1.0f + z);
         l[k] = cnet_two_atanh_f32(z / (2.0f + z));
     }
 }
