@@ -76,7 +76,8 @@ cdef extern from "team.h" nogil:
     void cnet_thread_join(cnet_thread thread)
     void cnet_atomic_store(long* value, long v)
     void cnet_atomic_add(long* value, long v)
-    long cnet_wait_change(const long* value, long old)
+    long cnet_wait_change(const long* value, long old, int (*idle)(void*) noexcept nogil,
+                          void* ctx)
     void cnet_wait_equal(const long* value, long target)
     void cnet_park_init(cnet_park* park)
     void cnet_park_destroy(cnet_park* park)
@@ -106,10 +107,18 @@ ctypedef struct Team:
     const void* source     # the data the batch was gathered from, so workers gather
     const int64_t* order   # their own copy of op 0's input rather than read the
     Py_ssize_t start       # calling core's (set by gather_and_begin)
+    Py_ssize_t ahead_rows  # rows of the next batch after this one (0: none in this call)
     void* copies           # (size - 1) copies of (B, n_in), one per worker
     bint flush             # flush denormals on the workers as on the calling thread
     cnet_park park         # where the workers wait between calls
     Py_ssize_t* bad        # TASK_PREDICT: each thread's first non-finite row, or -1
+
+ctypedef struct Ahead:          # rows next .. end - 1 of the data (through order, if not
+    const void* source     # NULL): the next batch, which a worker prefetches while it
+    const int64_t* order   # waits between phases
+    Py_ssize_t next
+    Py_ssize_t end
+    Py_ssize_t row_bytes
 
 ctypedef struct Worker:
     void* plan
@@ -469,14 +478,35 @@ cdef void* worker_main(void* arg) noexcept nogil:
 
 
 cdef long run_call(Plan* p, int index, long seen, floating* kind) noexcept nogil:
-    """Worker `index`'s pieces of each phase until the call ends; the last phase seen."""
+    """Worker `index`'s pieces of each phase until the call ends; the last phase seen.
+    Between phases the worker prefetches the next batch's rows (the calling thread, which
+    runs the layers the team does not share meanwhile, leaves that to it): both threads'
+    gathers of that batch then find its rows on chip."""
     cdef Team* t = p.team
+    cdef Ahead ahead
+    ahead.next = ahead.end = 0
+    ahead.row_bytes = p.n_in * sizeof(floating)
     while True:
-        seen = cnet_wait_change(&t.generation, seen)
+        seen = cnet_wait_change(&t.generation, seen, prefetch_row, &ahead)
         if t.task == TASK_PARK:
             return seen
         run_piece(p, index, <floating*>p.work)
+        if t.task == TASK_FORWARD and t.op == 0:    # this batch gathered: on to the next
+            ahead.source = t.source
+            ahead.order = t.order
+            ahead.next = t.start + t.rows
+            ahead.end = ahead.next + t.ahead_rows
         cnet_atomic_add(&t.finished, 1)
+
+
+cdef int prefetch_row(void* arg) noexcept nogil:
+    """Prefetch one row of `ahead`; 0 once none is left."""
+    cdef Ahead* ahead = <Ahead*>arg
+    if ahead.next >= ahead.end:
+        return 0
+    cnet_prefetch_rows(ahead.source, ahead.order, ahead.next, 1, ahead.row_bytes)
+    ahead.next += 1
+    return 1
 
 
 cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const int64_t* order,
@@ -498,11 +528,12 @@ cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const in
 
 cdef Py_ssize_t gather_and_begin(Plan* p, const floating* X, const void* y,
                                  const int64_t* order, Py_ssize_t start, Py_ssize_t rows,
-                                 int* done_ops) noexcept nogil:
+                                 Py_ssize_t ahead_rows, int* done_ops) noexcept nogil:
     """gather_batch. Where the team shares the first layer, the workers meanwhile gather
     their own copies of the rows and compute their blocks of its outputs, and this thread
     its block once its gather has checked the rows (on a NaN/inf the workers' results go
-    unused): done_ops[0] is then 1, else 0."""
+    unused): done_ops[0] is then 1, else 0. The workers then prefetch the `ahead_rows`
+    rows after these."""
     cdef Team* t = p.team
     cdef Py_ssize_t bad
     done_ops[0] = 0
@@ -513,6 +544,7 @@ cdef Py_ssize_t gather_and_begin(Plan* p, const floating* X, const void* y,
     t.source = X
     t.order = order
     t.start = start
+    t.ahead_rows = ahead_rows
     start_phase(p, TASK_FORWARD, 0)
     bad = gather_batch(p, X, y, order, start, rows)
     if bad < 0:
@@ -531,19 +563,19 @@ cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const i
     number of updates made: fewer when a batch holds a NaN/inf, whose row in X is then
     written to bad_row (else bad_row is -1), or, with stop_on_nan, when a batch's loss is
     not finite (that batch's update is not applied)."""
-    cdef Py_ssize_t k, start, rows
+    cdef Py_ssize_t k, start, rows, ahead
     cdef double loss
     cdef int done_ops
     bad_row[0] = -1
     for k in range(n_batches):
         start = (first_batch + k) * p.batch
         rows = min(p.batch, n_rows - start)
-        bad_row[0] = gather_and_begin(p, X, y, order, start, rows, &done_ops)
+        ahead = min(p.batch, n_rows - start - rows) if k + 1 < n_batches else 0
+        bad_row[0] = gather_and_begin(p, X, y, order, start, rows, ahead, &done_ops)
         if bad_row[0] >= 0:
             return k
-        if k + 1 < n_batches:    # the next batch's rows arrive while this one computes
-            cnet_prefetch_rows(X, order, start + rows, min(p.batch, n_rows - start - rows),
-                               p.n_in * sizeof(floating))
+        if done_ops == 0:    # the next batch's rows arrive while this one computes
+            cnet_prefetch_rows(X, order, start + rows, ahead, p.n_in * sizeof(floating))
         loss = forward_loss(p, <floating*>p.work, rows, done_ops, &correct[k])
         losses[k] = loss
         if stop_on_nan and loss - loss != 0:     # NaN or ±inf
@@ -562,7 +594,7 @@ cdef Py_ssize_t batch_gradient(Plan* p, const floating* X, const void* y, Py_ssi
     """The loss of all rows of X (at most B) into loss[0] and its gradient into the arena's
     gradients, no update; -1 or the row of X holding a NaN/inf."""
     cdef int done_ops
-    cdef Py_ssize_t bad = gather_and_begin(p, X, y, NULL, 0, rows, &done_ops)
+    cdef Py_ssize_t bad = gather_and_begin(p, X, y, NULL, 0, rows, 0, &done_ops)
     if bad < 0:
         loss[0] = forward_loss(p, <floating*>p.work, rows, done_ops, correct)
         backward_pass(p, <floating*>p.work, rows, 0)

@@ -108,12 +108,17 @@ static inline void cnet_atomic_add(long* value, long v)
     __atomic_add_fetch(value, v, __ATOMIC_ACQ_REL);
 }
 
-/* Spin until *value != old and return the new value. After many spins, yield the core:
- * where there are more threads than free cores, the one we wait for needs it. */
-static inline long cnet_wait_change(const long* value, long old)
+/* Spin until *value != old and return the new value. While it waits, idle(ctx) (if not
+ * NULL) does a small piece of useful work each time until it returns 0: a worker's time
+ * between phases is spent prefetching the next batch. After many idle spins, yield the
+ * core: where there are more threads than free cores, the one we wait for needs it. */
+static inline long cnet_wait_change(const long* value, long old, int (*idle)(void*), void* ctx)
 {
     long now, spins = 0;
     while ((now = cnet_atomic_load(value)) == old) {
+        if (idle != NULL && idle(ctx))
+            continue;
+        idle = NULL;
         cnet_cpu_relax();
         if (++spins % 4096 == 0) sched_yield();
     }
@@ -147,7 +152,11 @@ static inline void cnet_thread_join(cnet_thread thread) { (void)thread; }
 static inline long cnet_atomic_load(const long* value) { return *value; }
 static inline void cnet_atomic_store(long* value, long v) { *value = v; }
 static inline void cnet_atomic_add(long* value, long v) { *value += v; }
-static inline long cnet_wait_change(const long* value, long old) { (void)old; return *value; }
+static inline long cnet_wait_change(const long* value, long old, int (*idle)(void*), void* ctx)
+{
+    (void)old; (void)idle; (void)ctx;
+    return *value;
+}
 static inline void cnet_wait_equal(const long* value, long target) { (void)value; (void)target; }
 #endif
 
