@@ -197,7 +197,8 @@ def target_rows(results):
         info = alloc["extra_info"]
         text = (f"{info['arrays_per_step']:g} kept, "
                 f"{'some' if info['transient_arrays'] else 'none'} transient "
-                f"({info['extra_peak_bytes']} B peak over {info['steps']} steps)")
+                f"(peak over {info['steps']} steps: {info['extra_peak_bytes']:+,} B against "
+                f"a 0-step call)")
         rows.append(("arrays allocated per training step at steady state", text, "0",
                      info["numpy_blocks_left"] == 0 and not info["transient_arrays"], ""))
     else:
