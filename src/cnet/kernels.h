@@ -186,7 +186,7 @@ CNET_KERNEL void cnet_rmsprop_##SUFFIX(                                         
 
 /* Ask the memory system for rows order[start .. start+rows) of src (bytes_per_row each),
  * to be read soon: the next batch's rows, scattered over the whole data set, while the
- * current step computes. */
+ * current step computes, and the gather's own rows a few ahead of its copy. */
 static inline void cnet_prefetch_rows(const void *src, const int64_t *order, ptrdiff_t start,
                                       ptrdiff_t rows, ptrdiff_t bytes_per_row)
 {
