@@ -125,6 +125,40 @@ def test_team_predicts_each_thread_its_rows(threads):
     np.testing.assert_allclose(outputs[0], expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@given(n=st.integers(1, 70), batch=st.integers(1, 20), seed=st.integers(0, 2**16),
+       bad=st.lists(st.integers(0, 69), min_size=1, max_size=3),
+       value=st.sampled_from([np.nan, np.inf, -np.inf]),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_fit_names_the_first_non_finite_row_in_the_shuffled_order(n_threads, n, batch, seed,
+                                                                   bad, value, dtype):
+    """Each batch's rows are gathered in the epoch's order (each row requested a few rows
+    before it is copied, and by a team's workers while they wait): fit names the first
+    non-finite row in that order, whatever the batch size, and with or without a team
+    sharing the first layer."""
+    bad = sorted({b % n for b in bad})
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 40)).astype(dtype)
+    X[bad, rng.integers(0, 40, len(bad))] = value
+    y = rng.integers(0, 3, n)
+    expected = next(int(row) for row in np.random.default_rng(seed).permutation(n)
+                    if row in bad)
+    model = Sequential(Dense(40, 32), ReLU(), Dense(32, 3), dtype=dtype, seed=0)
+    before = model.flat_data.copy()
+    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
+    cnet.set_num_threads(n_threads)
+    try:
+        trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+        with pytest.raises(ValueError, match=f"at row {expected}$"):
+            trainer.fit(X, y, batch_size=batch, seed=seed, verbose=0)
+        if n_threads == 2 and _engine.HAS_TEAM:     # 32 outputs: two blocks of 16
+            assert trainer._runner(min(batch, n), training=True, y=y).team_size == 2
+    finally:
+        cnet.set_num_threads(previous[0])
+        cnet.set_threaded_min_work(previous[1])
+    assert np.array_equal(model.flat_data, before)
+
+
 @needs_team
 def test_prediction_nan_rows_and_batch_norm(threads):
     """Each thread checks its own rows: the first non-finite row is found wherever it is.
