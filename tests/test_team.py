@@ -1,6 +1,7 @@
 """The step runner's team of threads: large Dense layers split by output feature among
 threads must train, evaluate and predict as one thread does (to the last bits, where the
 BLAS picks another kernel for a smaller product), and repeat bit for bit."""
+import contextlib
 import os
 import time
 
@@ -20,13 +21,22 @@ needs_team = pytest.mark.skipif(not _engine.HAS_TEAM, reason="no threads on this
 TOL = {"float32": dict(rtol=2e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-14)}
 
 
+@contextlib.contextmanager
+def every_product_shared():
+    """set_threaded_min_work(0) inside; set_num_threads and the threshold restored after."""
+    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
+    try:
+        yield
+    finally:
+        cnet.set_num_threads(previous[0])
+        cnet.set_threaded_min_work(previous[1])
+
+
 @pytest.fixture
 def threads():
-    """Restores set_num_threads and set_threaded_min_work after the test."""
-    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
-    yield cnet.set_num_threads
-    cnet.set_num_threads(previous[0])
-    cnet.set_threaded_min_work(previous[1])
+    """every_product_shared for the test; yields set_num_threads."""
+    with every_product_shared():
+        yield cnet.set_num_threads
 
 
 def problem(dtype, seed=0):
@@ -132,10 +142,11 @@ def test_team_predicts_each_thread_its_rows(threads):
        dtype=st.sampled_from(["float32", "float64"]))
 def test_fit_names_the_first_non_finite_row_in_the_shuffled_order(n_threads, n, batch, seed,
                                                                    bad, value, dtype):
-    """Each batch's rows are gathered in the epoch's order (each row requested a few rows
-    before it is copied, and by a team's workers while they wait): fit names the first
-    non-finite row in that order, whatever the batch size, and with or without a team
-    sharing the first layer."""
+    """Each batch's rows are gathered in the epoch's order: fit names the first non-finite
+    row in that order, whatever the batch size, and with or without a team sharing the first
+    layer. The gather requests rows a few ahead of its copy, and a team's workers the next
+    batch's while they wait: under AddressSanitizer (scripts/sanitize.sh) this test also
+    catches either reading past the order's last entry (checked by moving each bound)."""
     bad = sorted({b % n for b in bad})
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 40)).astype(dtype)
@@ -145,17 +156,13 @@ def test_fit_names_the_first_non_finite_row_in_the_shuffled_order(n_threads, n, 
                     if row in bad)
     model = Sequential(Dense(40, 32), ReLU(), Dense(32, 3), dtype=dtype, seed=0)
     before = model.flat_data.copy()
-    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
-    cnet.set_num_threads(n_threads)
-    try:
+    with every_product_shared():
+        cnet.set_num_threads(n_threads)
         trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
         with pytest.raises(ValueError, match=f"at row {expected}$"):
             trainer.fit(X, y, batch_size=batch, seed=seed, verbose=0)
         if n_threads == 2 and _engine.HAS_TEAM:     # 32 outputs: two blocks of 16
             assert trainer._runner(min(batch, n), training=True, y=y).team_size == 2
-    finally:
-        cnet.set_num_threads(previous[0])
-        cnet.set_threaded_min_work(previous[1])
     assert np.array_equal(model.flat_data, before)
 
 
@@ -379,8 +386,7 @@ def test_team_on_random_shapes_trains_and_predicts_as_one_thread(widths, batch, 
     another BLAS kernel from step to step (float32, batches of one row, momentum 0.9: 1e-8
     after 5 steps, 1e-5 after 72), and Adam's m / sqrt(v) can make a visible one of a
     near-zero gradient's."""
-    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
-    try:
+    with every_product_shared():
         rng = np.random.default_rng(seed)
         X = rng.standard_normal((rows, widths[0])).astype(dtype)
         y = rng.integers(0, widths[-1], rows)
@@ -396,9 +402,6 @@ def test_team_on_random_shapes_trains_and_predicts_as_one_thread(widths, batch, 
         tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-9, atol=1e-11)
         assert_allclose(results[1][0], results[0][0], **tol)
         assert_allclose(results[1][1], results[0][1], **tol)
-    finally:
-        cnet.set_num_threads(previous[0])
-        cnet.set_threaded_min_work(previous[1])
 
 
 @needs_team

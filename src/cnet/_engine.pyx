@@ -119,6 +119,7 @@ ctypedef struct Ahead:          # rows next .. end - 1 of the data (through orde
     Py_ssize_t next
     Py_ssize_t end
     Py_ssize_t row_bytes
+    Py_ssize_t done        # bytes of row `next` already requested
 
 ctypedef struct Worker:
     void* plan
@@ -155,6 +156,7 @@ cdef extern from "kernels.h" nogil:
                                     Py_ssize_t start, Py_ssize_t rows, Py_ssize_t width)
     Py_ssize_t cnet_gather_rows_f64(double* dst, const double* src, const int64_t* order,
                                     Py_ssize_t start, Py_ssize_t rows, Py_ssize_t width)
+    void cnet_prefetch_bytes(const void* p, Py_ssize_t begin, Py_ssize_t end)
     void cnet_prefetch_rows(const void* src, const int64_t* order, Py_ssize_t start,
                             Py_ssize_t rows, Py_ssize_t bytes_per_row)
     uint64_t cnet_fp_flush_begin(int on)
@@ -479,33 +481,42 @@ cdef void* worker_main(void* arg) noexcept nogil:
 
 cdef long run_call(Plan* p, int index, long seen, floating* kind) noexcept nogil:
     """Worker `index`'s pieces of each phase until the call ends; the last phase seen.
-    Between phases the worker prefetches the next batch's rows (the calling thread, which
-    runs the layers the team does not share meanwhile, leaves that to it): both threads'
-    gathers of that batch then find its rows on chip."""
+    Where the team shares the first layer, a worker with a piece of it prefetches the next
+    batch's rows between phases (the calling thread, which meanwhile runs the layers the
+    team does not share, leaves that to the workers): every thread's gather of that batch
+    then finds its rows on chip."""
     cdef Team* t = p.team
     cdef Ahead ahead
-    ahead.next = ahead.end = 0
+    ahead.next = ahead.end = ahead.done = 0
     ahead.row_bytes = p.n_in * sizeof(floating)
     while True:
         seen = cnet_wait_change(&t.generation, seen, prefetch_row, &ahead)
         if t.task == TASK_PARK:
             return seen
         run_piece(p, index, <floating*>p.work)
-        if t.task == TASK_FORWARD and t.op == 0:    # this batch gathered: on to the next
-            ahead.source = t.source
+        if t.task == TASK_FORWARD and t.op == 0 and index < p.ops[0].pieces:
+            ahead.source = t.source     # this batch gathered: on to the next
             ahead.order = t.order
             ahead.next = t.start + t.rows
             ahead.end = ahead.next + t.ahead_rows
+            ahead.done = 0
         cnet_atomic_add(&t.finished, 1)
 
 
 cdef int prefetch_row(void* arg) noexcept nogil:
-    """Prefetch one row of `ahead`; 0 once none is left."""
+    """Prefetch the next 1 KB (or the rest) of the current row of `ahead`, so that a
+    worker looks at the team between pieces of a wide row too; 0 once nothing is left."""
     cdef Ahead* ahead = <Ahead*>arg
+    cdef Py_ssize_t stop = min(ahead.done + 1024, ahead.row_bytes)
     if ahead.next >= ahead.end:
         return 0
-    cnet_prefetch_rows(ahead.source, ahead.order, ahead.next, 1, ahead.row_bytes)
-    ahead.next += 1
+    cnet_prefetch_bytes(<const char*>ahead.source + ahead.row_bytes
+                        * (ahead.order[ahead.next] if ahead.order != NULL else ahead.next),
+                        ahead.done, stop)
+    ahead.done = stop
+    if stop == ahead.row_bytes:
+        ahead.next += 1
+        ahead.done = 0
     return 1
 
 
@@ -574,7 +585,9 @@ cdef Py_ssize_t train_batches(Plan* p, const floating* X, const void* y, const i
         bad_row[0] = gather_and_begin(p, X, y, order, start, rows, ahead, &done_ops)
         if bad_row[0] >= 0:
             return k
-        if done_ops == 0:    # the next batch's rows arrive while this one computes
+        if p.team == NULL or p.ops[0].pieces == 1:
+            # the next batch's rows arrive while this one computes (where the team shares
+            # the first layer, the workers fetch them: run_call)
             cnet_prefetch_rows(X, order, start + rows, ahead, p.n_in * sizeof(floating))
         loss = forward_loss(p, <floating*>p.work, rows, done_ops, &correct[k])
         losses[k] = loss

@@ -184,22 +184,27 @@ CNET_KERNEL void cnet_rmsprop_##SUFFIX(                                         
     }                                                                                      \
 }
 
-/* Ask the memory system for rows order[start .. start+rows) of src (bytes_per_row each),
- * to be read soon: the next batch's rows, scattered over the whole data set, while the
- * current step computes, and the gather's own rows a few ahead of its copy. */
+/* Ask the memory system for bytes [begin, end) at p, to be read soon. */
+static inline void cnet_prefetch_bytes(const void *p, ptrdiff_t begin, ptrdiff_t end)
+{
+#if defined(__GNUC__)
+    for (ptrdiff_t b = begin; b < end; b += 64)
+        __builtin_prefetch((const char *)p + b, 0, 2);
+#else
+    (void)p; (void)begin; (void)end;
+#endif
+}
+
+/* Rows order[start .. start+rows) of src (or start.. when order is NULL; bytes_per_row
+ * each), to be read soon: the next batch's rows, scattered over the whole data set, while
+ * the current step computes, and the gather's own rows a few ahead of its copy. */
 static inline void cnet_prefetch_rows(const void *src, const int64_t *order, ptrdiff_t start,
                                       ptrdiff_t rows, ptrdiff_t bytes_per_row)
 {
-#if defined(__GNUC__)
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const char *row = (const char *)src
-                          + (order ? (ptrdiff_t)order[start + r] : start + r) * bytes_per_row;
-        for (ptrdiff_t b = 0; b < bytes_per_row; b += 64)
-            __builtin_prefetch(row + b, 0, 2);
-    }
-#else
-    (void)src; (void)order; (void)start; (void)rows; (void)bytes_per_row;
-#endif
+    for (ptrdiff_t r = 0; r < rows; r++)
+        cnet_prefetch_bytes((const char *)src + (order ? (ptrdiff_t)order[start + r]
+                                                 : start + r) * bytes_per_row,
+                            0, bytes_per_row);
 }
 
 /* Copy rows order[start .. start+rows) of src (or start.. when order is NULL) into dst
