@@ -156,6 +156,7 @@ cdef extern from "kernels.h" nogil:
                                     Py_ssize_t start, Py_ssize_t rows, Py_ssize_t width)
     Py_ssize_t cnet_gather_rows_f64(double* dst, const double* src, const int64_t* order,
                                     Py_ssize_t start, Py_ssize_t rows, Py_ssize_t width)
+    Py_ssize_t cnet_data_row(const int64_t* order, Py_ssize_t i)
     void cnet_prefetch_bytes(const void* p, Py_ssize_t begin, Py_ssize_t end)
     void cnet_prefetch_rows(const void* src, const int64_t* order, Py_ssize_t start,
                             Py_ssize_t rows, Py_ssize_t bytes_per_row)
@@ -510,8 +511,8 @@ cdef int prefetch_row(void* arg) noexcept nogil:
     cdef Py_ssize_t stop = min(ahead.done + 1024, ahead.row_bytes)
     if ahead.next >= ahead.end:
         return 0
-    cnet_prefetch_bytes(<const char*>ahead.source + ahead.row_bytes
-                        * (ahead.order[ahead.next] if ahead.order != NULL else ahead.next),
+    cnet_prefetch_bytes(<const char*>ahead.source
+                        + ahead.row_bytes * cnet_data_row(ahead.order, ahead.next),
                         ahead.done, stop)
     ahead.done = stop
     if stop == ahead.row_bytes:
@@ -530,8 +531,7 @@ cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const in
         return bad
     if p.loss.class_targets:
         for r in range(rows):
-            p.class_target[r] = (<const int64_t*>y)[order[start + r] if order != NULL
-                                                    else start + r]
+            p.class_target[r] = (<const int64_t*>y)[cnet_data_row(order, start + r)]
     else:
         gather_rows(work + p.target, <const floating*>y, order, start, rows, p.n_out)
     return -1

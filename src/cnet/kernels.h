@@ -195,16 +195,23 @@ static inline void cnet_prefetch_bytes(const void *p, ptrdiff_t begin, ptrdiff_t
 #endif
 }
 
+/* The row of the data at position i of an epoch: order[i], or i when order is NULL (the
+ * data's own order). */
+static inline ptrdiff_t cnet_data_row(const int64_t *order, ptrdiff_t i)
+{
+    return order ? (ptrdiff_t)order[i] : i;
+}
+
 /* Rows order[start .. start+rows) of src (or start.. when order is NULL; bytes_per_row
  * each), to be read soon: the next batch's rows, scattered over the whole data set, while
  * the current step computes, and the gather's own rows a few ahead of its copy. */
 static inline void cnet_prefetch_rows(const void *src, const int64_t *order, ptrdiff_t start,
                                       ptrdiff_t rows, ptrdiff_t bytes_per_row)
 {
-    for (ptrdiff_t r = 0; r < rows; r++)
-        cnet_prefetch_bytes((const char *)src + (order ? (ptrdiff_t)order[start + r]
-                                                 : start + r) * bytes_per_row,
-                            0, bytes_per_row);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const char *row = (const char *)src + cnet_data_row(order, start + r) * bytes_per_row;
+        cnet_prefetch_bytes(row, 0, bytes_per_row);
+    }
 }
 
 /* Copy rows order[start .. start+rows) of src (or start.. when order is NULL) into dst
@@ -225,7 +232,7 @@ CNET_KERNEL ptrdiff_t cnet_gather_rows_##SUFFIX(                                
         cnet_prefetch_rows(src, order, start, rows < CNET_GATHER_AHEAD ? rows              \
                            : CNET_GATHER_AHEAD, width * (ptrdiff_t)sizeof(T));             \
     for (ptrdiff_t r = 0; r < rows; r++) {                                                 \
-        ptrdiff_t row = order ? (ptrdiff_t)order[start + r] : start + r;                   \
+        ptrdiff_t row = cnet_data_row(order, start + r);                                   \
         if (order && r + CNET_GATHER_AHEAD < rows)                                         \
             cnet_prefetch_rows(src, order, start + r + CNET_GATHER_AHEAD, 1,               \
                                width * (ptrdiff_t)sizeof(T));                              \
