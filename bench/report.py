@@ -243,9 +243,11 @@ def training(results):
              "wrapper on preallocated arrays, called from Python). CPU: user+sys seconds per "
              "epoch (all threads), cnet's over the floor's."
              + (" Round-robin: the same ratios from `test_train_interleaved`, where each round "
-                "trains one epoch of every implementation in rotating order (each after an "
-                "untimed one), so drift in the machine's load falls on all alike: where the two "
-                "disagree, the machine was not steady." if robin else ""), ""]
+                "trains every implementation in rotating order (each after untimed epochs "
+                "long enough for the previous library's threads to go idle, and timed over at "
+                "least 50 ms of epochs), so drift in the machine's load falls on all "
+                "alike: where the two disagree, the machine was not steady." if robin else ""),
+             ""]
     cols = [IMPL_NAMES[i] for i in present]
     ratio_cols = ["cnet / NumPy"]
     if "pytorch" in present:
