@@ -1,5 +1,6 @@
-"""The step runner's team of threads: large Dense layers split by output feature among
-threads must train, evaluate and predict as one thread does (to the last bits, where the
+"""The step runner's team of threads: large Dense layers split by output feature (or by
+input feature, where the outputs are too few) among threads must train, evaluate and
+predict as one thread does (to the last bits, where the
 BLAS picks another kernel for a smaller product), and repeat bit for bit."""
 import contextlib
 import os
@@ -40,8 +41,9 @@ def threads():
 
 
 def problem(dtype, seed=0):
-    """Widths that split into unequal pieces (40 and 70 outputs: blocks of 16), a layer too
-    narrow to split (20 outputs), dropout and batch norm between."""
+    """Widths that split into unequal pieces (40 and 70 outputs: blocks of 16), a layer with
+    too few outputs to split that is split by its 70 inputs instead (20 outputs), one too
+    narrow either way (20 to 4), dropout and batch norm between."""
     model = Sequential(Dense(30, 40), Tanh(), Dense(40, 70), BatchNorm1d(70), ReLU(),
                        Dropout(0.2), Dense(70, 20), ReLU(), Dense(20, 4), dtype=dtype,
                        seed=seed)
@@ -84,6 +86,30 @@ def test_team_trains_as_one_thread(threads, n_threads, name, dtype):
     assert loss_shared == pytest.approx(loss_alone, rel=TOL[dtype]["rtol"])
     again = train(n_threads, dtype, name)[0]     # the same team: the same bits
     assert_array_equal(again.flat_data, shared.flat_data)
+
+
+@needs_team
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_team_splits_a_narrow_head_by_input_feature(threads, name, dtype):
+    """Where only a layer with few outputs is large enough to share (a classifier's head
+    after a wide layer), the team splits it by input feature: its rows of the batch forward,
+    its columns of the weight gradient and of d loss / d input; it trains as one thread."""
+    X = np.random.default_rng(3).standard_normal((100, 2)).astype(dtype)
+    y = np.random.default_rng(4).integers(0, 8, 100)
+    cnet.set_threaded_min_work(40_000)     # the head (64 x 128 x 8) only, not 64 x 2 x 128
+    results = []
+    for n_threads in (1, 2):
+        cnet.set_num_threads(n_threads)
+        model = Sequential(Dense(2, 128), ReLU(), Dense(128, 8), dtype=dtype, seed=5)
+        trainer = Trainer(model, CrossEntropyLoss(),
+                          getattr(optim, name)(model.parameters(), lr=0.05))
+        trainer.fit(X, y, epochs=3, batch_size=64, seed=1, verbose=0)
+        assert trainer._runner(64, training=True).team_size == n_threads
+        results.append(model.flat_data)
+    assert not np.array_equal(results[0], Sequential(Dense(2, 128), ReLU(), Dense(128, 8),
+                                                     dtype=dtype, seed=5).flat_data)
+    assert_allclose(results[1], results[0], **TOL[dtype])
 
 
 @needs_team

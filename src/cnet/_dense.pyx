@@ -7,6 +7,9 @@ from cnet._memview cimport ptr1, ptr2, cptr1, cptr2
 # Each function also works on a block of output features [o0, o1) of a wider layer (the
 # step runner's team splits large layers that way): pass y + o0, weight + o0 * in_features,
 # bias + o0, dy + o0 and the block's width as out_features, with ldy = the layer's width.
+# The two backward functions also work on a block of input features [c0, c1) (the team's
+# split of a layer with too few outputs to split): pass x, dx, weight and dweight + c0, the
+# block's width as cols, with ldx = in_features.
 
 
 cdef void dense_forward_ptr(floating* y,              # (B, OUT) out, rows ldy apart
@@ -29,17 +32,16 @@ cdef void dense_forward_ptr(floating* y,              # (B, OUT) out, rows ldy a
             False, True, 1, beta)
 
 
-cdef void dense_backward_params_ptr(floating* dweight,        # (OUT, IN) out
+cdef void dense_backward_params_ptr(floating* dweight,        # (OUT, COLS) out, ldx apart
                                     floating* dbias,          # (OUT,) out, or NULL
                                     const floating* dy,       # (B, OUT), rows ldy apart
-                                    const floating* x,        # (B, IN)
-                                    int batch, int in_features, int out_features, int ldy,
+                                    const floating* x,        # (B, COLS), rows ldx apart
+                                    int batch, int cols, int out_features, int ldy, int ldx,
                                     floating beta) noexcept nogil:
     """dweight = beta*dweight + dyᵀ x, dbias = beta*dbias + Σ_rows dy."""
     cdef Py_ssize_t i, j
     cdef const floating* row
-    gemm_ld(dweight, in_features, dy, ldy, x, in_features, out_features, in_features, batch,
-            True, False, 1, beta)
+    gemm_ld(dweight, ldx, dy, ldy, x, ldx, out_features, cols, batch, True, False, 1, beta)
     if dbias != NULL:
         if beta == 0:
             for j in range(out_features):
@@ -71,7 +73,7 @@ cdef void dense_backward_ptr(floating* dweight,        # (OUT, IN) out
                              floating beta) noexcept nogil:
     """beta = 1 accumulates into dweight/dbias (PyTorch's grad accumulation), 0 overwrites."""
     dense_backward_params_ptr(dweight, dbias, dy, x, batch, in_features, out_features,
-                              out_features, beta)
+                              out_features, in_features, beta)
     if dx != NULL:
         dense_backward_input_ptr(dx, dy, weight, batch, in_features, out_features,
                                  in_features)

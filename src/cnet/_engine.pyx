@@ -62,6 +62,7 @@ ctypedef struct Op:
     int first_span         # this op's parameters in the optimizer's spans: spans
     int n_spans            # [first_span, first_span + n_spans)
     int pieces             # Dense: threads sharing it in this call (1: the caller alone)
+    bint by_input          # Dense: too few outputs to split, so shared by input feature
 
 ctypedef struct Span:
     Py_ssize_t offset      # arena offset
@@ -90,6 +91,8 @@ cdef enum:
     TASK_FORWARD = 0           # each thread: its block of a Dense layer's outputs
     TASK_BACKWARD_INPUT = 1    # its block of columns of d loss / d input
     TASK_BACKWARD_PARAMS = 2   # its rows of the weight gradient, bias gradient, update
+    # (an op shared by input feature: its rows of the batch forward, and its columns of the
+    # weight gradient: run_input_piece)
     TASK_PARK = 3              # the call ends: back to waiting for the next one
     TASK_PREDICT = 4           # its share of the rows, through every layer
 
@@ -360,7 +363,7 @@ cdef void backward_pass(Plan* p, floating* x, Py_ssize_t rows, long step) noexce
                                 rows, op.n_out, op.slope)
         elif op.kind == OP_DROPOUT and op.p > 0:
             dropout_backward_ptr(grad_out, grad_out, work + op.saved, rows * op.n_out)
-        if step > 0 and op.pieces == 1:     # a shared op's pieces updated their rows
+        if step > 0 and (op.pieces == 1 or op.by_input):   # else its pieces updated it
             update_spans(p, params, grads, op.first_span, op.n_spans, step)
 
 
@@ -416,6 +419,9 @@ cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
         if t.task == TASK_FORWARD:      # the rows come from memory, not the other core
             gather_rows(<floating*>inp, <const floating*>t.source, t.order, t.start,
                         t.rows, p.n_in)
+    if op.by_input and t.task != TASK_BACKWARD_INPUT:
+        run_input_piece(p, op, s, work, inp)
+        return
     if t.task == TASK_BACKWARD_INPUT:
         lo = piece_start(op.n_in, op.pieces, s)
         hi = piece_start(op.n_in, op.pieces, s + 1)
@@ -436,7 +442,7 @@ cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
     dense_backward_params_ptr(grads + op.weight + lo * op.n_in,
                               grads + op.bias + lo if op.bias >= 0 else <floating*>NULL,
                               <const floating*>t.grad_out + lo, inp, <int>t.rows,
-                              <int>op.n_in, <int>(hi - lo), <int>op.n_out, 0)
+                              <int>op.n_in, <int>(hi - lo), <int>op.n_out, <int>op.n_in, 0)
     if t.step > 0:      # this thread's rows of the weight and entries of the bias
         for i in range(op.first_span, op.first_span + op.n_spans):
             update_range(p, params, grads, &p.spans[i], op.weight + lo * op.n_in,
@@ -444,6 +450,39 @@ cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
             if op.bias >= 0:
                 update_range(p, params, grads, &p.spans[i], op.bias + lo, op.bias + hi,
                              t.step)
+
+
+cdef void run_input_piece(Plan* p, Op* op, int s, floating* work,
+                          const floating* inp) noexcept nogil:
+    """Thread s's piece of a Dense op shared by input feature (a classifier's head after a
+    wide layer: its few outputs make no blocks of 16): in the forward phase its share of the
+    batch's rows; in the weight-gradient phase its block of columns of the weight gradient
+    (the block of input features whose d loss / d input it computed too), and on thread 0
+    the bias's. Each output element is summed as on one thread. The calling thread updates
+    the op's few parameters afterwards in one call, as on one thread: the optimizer's loops
+    may round an entry differently in their vector body and in their remainder, so updating
+    each row's block of columns apart would change the last bits."""
+    cdef Team* t = p.team
+    cdef floating* params = <floating*>p.params
+    cdef floating* grads = <floating*>p.grads
+    cdef Py_ssize_t lo, hi
+    if t.task == TASK_FORWARD:
+        lo = t.rows * s // op.pieces
+        hi = t.rows * (s + 1) // op.pieces
+        if lo < hi:
+            dense_forward_ptr(work + op.output + lo * op.n_out, inp + lo * op.n_in,
+                              params + op.weight,
+                              params + op.bias if op.bias >= 0 else <floating*>NULL,
+                              <int>(hi - lo), <int>op.n_in, <int>op.n_out, <int>op.n_out)
+        return
+    lo = piece_start(op.n_in, op.pieces, s)
+    hi = piece_start(op.n_in, op.pieces, s + 1)
+    if lo >= hi:
+        return
+    dense_backward_params_ptr(grads + op.weight + lo,
+                              grads + op.bias if op.bias >= 0 and s == 0 else <floating*>NULL,
+                              <const floating*>t.grad_out, inp + lo, <int>t.rows,
+                              <int>(hi - lo), <int>op.n_out, <int>op.n_out, <int>op.n_in, 0)
 
 
 cdef void run_phase(Plan* p, int task, int op, floating* work) noexcept nogil:
@@ -740,6 +779,8 @@ cdef class StepRunner:
             op.n_out = width
             op.first_span = op.n_spans = 0
             op.pieces = 1
+            # Not the first layer: every thread gathers the whole batch for that one.
+            op.by_input = op.kind == OP_DENSE and i > 0 and op.n_out < 32
             op.weight = weight.offset if weight is not None else -1
             op.bias = bias.offset if bias is not None else -1
             op.output = offset
@@ -851,10 +892,11 @@ cdef class StepRunner:
 
     cdef int pieces(self, Op* op, int threads) noexcept:
         """Threads sharing op in training: a Dense op whose product has at least
-        threaded_min_work multiply-adds, one thread per 16 outputs at most."""
+        threaded_min_work multiply-adds, one thread per 16 outputs at most (per 16 inputs
+        for an op shared by input feature)."""
         if (threads > 1 and op.kind == OP_DENSE
                 and self.plan.batch * op.n_in * op.n_out >= get_threaded_min_work()):
-            return max(1, min(threads, op.n_out // 16))
+            return max(1, min(threads, (op.n_in if op.by_input else op.n_out) // 16))
         return 1
 
     def threaded(self):
