@@ -779,7 +779,8 @@ cdef class StepRunner:
             op.n_out = width
             op.first_span = op.n_spans = 0
             op.pieces = 1
-            # Not the first layer: every thread gathers the whole batch for that one.
+            # Not the first layer: there every thread gathers the whole batch, which a split
+            # by rows would waste (a narrow first layer keeps the BLAS's threads).
             op.by_input = op.kind == OP_DENSE and i > 0 and op.n_out < 32
             op.weight = weight.offset if weight is not None else -1
             op.bias = bias.offset if bias is not None else -1
