@@ -406,12 +406,12 @@ def test_forked_child_starts_its_own_workers(threads):
        dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2**16))
 def test_team_on_random_shapes_trains_and_predicts_as_one_thread(widths, batch, rows,
                                                                   n_threads, dtype, seed):
-    """Any widths (pieces of unequal size, layers too narrow to share), batch sizes with a
-    short last batch, and team sizes: the same training and prediction as one thread. Plain
-    SGD for one epoch (at most 23 steps): training amplifies the last-bit differences of
-    another BLAS kernel from step to step (float32, batches of one row, momentum 0.9: 1e-8
-    after 5 steps, 1e-5 after 72), and Adam's m / sqrt(v) can make a visible one of a
-    near-zero gradient's."""
+    """Any widths (pieces of unequal size, layers split by input feature or too narrow to
+    share), batch sizes with a short last batch, and team sizes: the same training and
+    prediction as one thread. Plain SGD for one epoch (at most 23 steps): training
+    amplifies the last-bit differences of another BLAS kernel from step to step (float32,
+    batches of one row, momentum 0.9: 1e-8 after 5 steps, 1e-5 after 72), and Adam's
+    m / sqrt(v) can make a visible one of a near-zero gradient's."""
     with every_product_shared():
         rng = np.random.default_rng(seed)
         X = rng.standard_normal((rows, widths[0])).astype(dtype)
