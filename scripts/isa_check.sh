@@ -2,16 +2,16 @@
 # Run cnet's tests against kernels built for one x86-64 instruction set at a time.
 #
 #   scripts/isa_check.sh                  every set this CPU can run: x86-64 (baseline SSE2),
-#                                         avx2, avx512f
-#   scripts/isa_check.sh x86-64 avx2      these only (what CI runs: the main test run covers
+#                                         x86-64-v3 (AVX2, FMA), x86-64-v4 (AVX-512)
+#   scripts/isa_check.sh x86-64 x86-64-v3 these only (what CI runs: the main test run covers
 #                                         the set the dispatch picks on the machine)
-#   scripts/isa_check.sh avx2 -- ARGS     extra pytest arguments (e.g. -- -k sigmoid -x)
+#   scripts/isa_check.sh x86-64-v3 -- ARGS  extra pytest arguments (e.g. -- -k sigmoid -x)
 #
-# With gcc on x86-64 Linux, kernels.h compiles each kernel for AVX-512, AVX2 and baseline
-# x86-64 (target_clones) and picks one at load time, so a test run on one machine exercises
-# one of the three. Here the extensions are built in a temporary copy of the tree with
-# -DCNET_NO_DISPATCH and that set's compiler flag (-march=x86-64, -mavx2 or -mavx512f: what
-# the clone's target attribute enables), which makes every kernel that set's code, and the
+# With gcc 12 or later on x86-64 Linux, kernels.h compiles each kernel for the x86-64 levels
+# v4 and v3 and for baseline x86-64 (target_clones) and picks one at load time, so a test run
+# on one machine exercises one of the three. Here the extensions are built in a temporary
+# copy of the tree with -DCNET_NO_DISPATCH and -march=<set> (what the clone's target
+# attribute enables), which makes every kernel that set's code, and the
 # whole test suite runs against each build. Such a build tests each set's kernels, not the
 # dispatched build's mix of code for different sets; the suite's own tests check that mix
 # on the machine that runs them. A set this CPU cannot run is reported and skipped; the run
@@ -23,13 +23,13 @@ pytest_args=()
 while (($#)); do
     case "$1" in
         --) shift; pytest_args+=("$@"); break ;;
-        x86-64|avx2|avx512f) sets+=("$1") ;;
-        *) echo "isa_check.sh: unknown instruction set '$1' (x86-64, avx2, avx512f)" >&2
+        x86-64|x86-64-v3|x86-64-v4) sets+=("$1") ;;
+        *) echo "isa_check.sh: unknown instruction set '$1' (x86-64, x86-64-v3, x86-64-v4)" >&2
            exit 2 ;;
     esac
     shift
 done
-((${#sets[@]})) || sets=(x86-64 avx2 avx512f)
+((${#sets[@]})) || sets=(x86-64 x86-64-v3 x86-64-v4)
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)')"
@@ -44,14 +44,21 @@ work=""
 trap 'rm -rf "$work"' EXIT      # the build of the set being tested, on any exit
 
 for set in "${sets[@]}"; do
-    case "$set" in
-        x86-64) flag="-march=x86-64" ;;
-        *) flag="-m$set" ;;
+    v3="avx2 fma bmi1 bmi2 f16c movbe abm"     # what each level needs, as /proc/cpuinfo
+    case "$set" in                               # names it
+        x86-64) needs="" ;;
+        x86-64-v3) needs="$v3" ;;
+        x86-64-v4) needs="$v3 avx512f avx512bw avx512cd avx512dq avx512vl" ;;
     esac
-    if [[ "$set" != x86-64 && "$cpu_flags" != *" ${set} "* ]]; then
-        echo "isa_check.sh: this CPU has no $set; its kernels are not tested here"
+    missing=""
+    for need in $needs; do
+        [[ "$cpu_flags" == *" $need "* ]] || missing+=" $need"
+    done
+    if [[ -n "$missing" ]]; then
+        echo "isa_check.sh: this CPU lacks$missing for $set; its kernels are not tested here"
         continue
     fi
+    flag="-march=$set"
     work="$(mktemp -d "${TMPDIR:-/tmp}/cnet-isa.XXXXXX")"
     build_copy "$work" "-DCNET_NO_DISPATCH $flag" || exit 2
     check_imported "$work" >/dev/null || exit 2

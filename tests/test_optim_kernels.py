@@ -103,3 +103,39 @@ def test_rmsprop_first_step_hand_computed():
     grad = np.array([3.0, -4.0])
     _optim.rmsprop_step(param, sq, None, None, grad, 1, lr=0.01, alpha=0.99, eps=0.0)
     assert_allclose(param, -0.01 * np.sign(grad) / np.sqrt(0.01))
+
+
+# Every optimizer kernel, with the options that change its loop, and its state arrays' count.
+KERNELS = [
+    (_optim.sgd_step, 1, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-2)),
+    (_optim.sgd_step, 1, dict(lr=0.05, momentum=0.9, weight_decay=1e-2, nesterov=True)),
+    (_optim.adam_step, 3, dict(lr=0.01, weight_decay=1e-2)),
+    (_optim.adam_step, 3, dict(lr=0.01, weight_decay=1e-2, decoupled=True)),
+    (_optim.adam_step, 3, dict(lr=0.01, weight_decay=1e-2, amsgrad=True, decoupled=True)),
+    (_optim.adagrad_step, 1, dict(lr=0.05, lr_decay=0.01, weight_decay=1e-2)),
+    (_optim.rmsprop_step, 3, dict(lr=0.01, momentum=0.9, weight_decay=1e-2, centered=True)),
+]
+
+
+@given(kernel=st.sampled_from(range(len(KERNELS))), n=st.integers(1, 200), dtype=dtypes,
+       seed=seeds, cuts=st.lists(st.integers(1, 199), max_size=6))
+def test_an_update_has_the_same_bits_however_the_entries_are_split_into_calls(kernel, n,
+                                                                             dtype, seed,
+                                                                             cuts):
+    """The step runner updates a layer's entries in pieces (a thread's rows, a parameter
+    group's span), Optimizer.step in spans: each entry's update must not depend on where
+    its call began. (It did in the AVX-512 clone when that enabled no scalar fused
+    multiply-add, and in AdamW's loops while its decay was a second product in the update:
+    a loop's remainder rounded differently from its vector body.)"""
+    step_fn, n_state, hyper = KERNELS[kernel]
+    rng = np.random.default_rng(seed)
+    bounds = [0] + sorted({c for c in cuts if c < n}) + [n]
+    whole = [random_array(rng, n, dtype)] + [np.zeros(n, dtype) for _ in range(n_state)]
+    split = [a.copy() for a in whole]
+    for step in range(1, 4):
+        grad = random_array(rng, n, dtype)
+        step_fn(*whole, grad, step, **hyper)
+        for lo, hi in zip(bounds, bounds[1:]):
+            step_fn(*(a[lo:hi] for a in split), grad[lo:hi], step, **hyper)
+    for got, expected in zip(split, whole):
+        np.testing.assert_array_equal(got, expected)

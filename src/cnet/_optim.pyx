@@ -22,11 +22,11 @@ cdef extern from "kernels.h" nogil:
     void cnet_adam_f32(float* param, float* exp_avg, float* exp_avg_sq, float* max_exp_avg_sq,
                        const float* grad, Py_ssize_t n, float step_size, float inv_bc2_sqrt,
                        float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
-                       float weight_decay, float decay, int amsgrad, int decoupled)
+                       float weight_decay, float lr_wd, int amsgrad, int decoupled)
     void cnet_adam_f64(double* param, double* exp_avg, double* exp_avg_sq,
                        double* max_exp_avg_sq, const double* grad, Py_ssize_t n,
                        double step_size, double inv_bc2_sqrt, double one_minus_beta1, double beta2,
-                       double one_minus_beta2, double eps, double weight_decay, double decay,
+                       double one_minus_beta2, double eps, double weight_decay, double lr_wd,
                        int amsgrad, int decoupled)
     void cnet_adagrad_f32(float* param, float* state_sum, const float* grad, Py_ssize_t n,
                           float clr, float weight_decay, float eps)
@@ -70,13 +70,14 @@ cdef void adam_step_ptr(floating* param,             # (n,) in/out
     # Scalars in double, as PyTorch computes them; the loop runs in the element type.
     cdef double step_size = lr / (1 - pow(beta1, <double>step))
     cdef double inv_bc2_sqrt = 1 / sqrt(1 - pow(beta2, <double>step))
-    cdef double decay = 1 - lr * weight_decay
     if floating is float:
         cnet_adam_f32(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, n, step_size, inv_bc2_sqrt,
-                      1 - beta1, beta2, 1 - beta2, eps, weight_decay, decay, amsgrad, decoupled)
+                      1 - beta1, beta2, 1 - beta2, eps, weight_decay, lr * weight_decay, amsgrad,
+                      decoupled)
     else:
         cnet_adam_f64(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, n, step_size, inv_bc2_sqrt,
-                      1 - beta1, beta2, 1 - beta2, eps, weight_decay, decay, amsgrad, decoupled)
+                      1 - beta1, beta2, 1 - beta2, eps, weight_decay, lr * weight_decay, amsgrad,
+                      decoupled)
 
 
 cdef void adagrad_step_ptr(floating* param,           # (n,) in/out

@@ -2,8 +2,8 @@
  *
  * Each loop is written once as a macro over the element type T and instantiated for
  * float (_f32) and double (_f64). On x86-64 Linux with gcc, target_clones compiles each
- * function for AVX-512, AVX2 and baseline SSE2 and picks one at load time, so a wheel
- * built for baseline x86-64 still runs the wide vectors where the CPU has them.
+ * function for AVX-512, AVX2 (both with FMA) and baseline SSE2 and picks one at load time,
+ * so a wheel built for baseline x86-64 still runs the wide vectors where the CPU has them.
  * `restrict` tells the compiler the arrays do not overlap; sqrt vectorises because the
  * build uses -fno-math-errno (never -ffast-math: NaN checks must keep working).
  */
@@ -25,10 +25,19 @@
 #endif
 
 /* CNET_NO_DISPATCH builds the kernels for the compiler's target alone (scripts/isa_check.sh
- * builds them so for each instruction set, to test every clone on one machine). */
+ * builds them so for each instruction set, to test every clone on one machine).
+ * The clones are whole x86-64 levels (gcc 12 and later): v4 is AVX-512 and v3 AVX2, each
+ * with FMA. target("avx512f") alone enables no scalar FMA, so a loop's scalar remainder
+ * rounded differently from its vector body, and an entry's Adam update depended on where a
+ * call's range began; target("avx2") had no FMA at all. Older gcc knows no levels here. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(CNET_NO_DISPATCH)
+#if __GNUC__ >= 12
+#define CNET_DISPATCH \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
 #define CNET_DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 #else
 #define CNET_DISPATCH
 #endif
@@ -98,17 +107,20 @@ static inline void cnet_fp_flush_end(uint64_t mode) { (void)mode; }
  * moment's bias correction multiplies by inv_bc2_sqrt = 1 / sqrt(1 - beta2^t) where PyTorch
  * divides by its inverse: within 1 ulp of PyTorch's denominator, and one division fewer per
  * element (the loop is bound by its divisions and square root).
- * step_size = lr / (1 - beta1^t), decay = 1 - lr*wd (AdamW). */
+ * step_size = lr / (1 - beta1^t), lr_wd = lr * weight_decay (AdamW). AdamW's decay is
+ * p - lr_wd * p rather than p * (1 - lr_wd): with two products in the last line, gcc fused
+ * one of them in the vector loop and the other in the scalar remainder, so an entry's update
+ * depended on where the call's range began. */
 #define CNET_ADAM(T, SUFFIX, SQRT)                                                         \
 CNET_KERNEL void cnet_adam_##SUFFIX(                                              \
     T *restrict param, T *restrict exp_avg, T *restrict exp_avg_sq,                        \
     T *restrict max_exp_avg_sq, const T *restrict grad, ptrdiff_t n,                       \
     T step_size, T inv_bc2_sqrt, T one_minus_beta1, T beta2, T one_minus_beta2, T eps,     \
-    T weight_decay, T decay, int amsgrad, int decoupled)                                   \
+    T weight_decay, T lr_wd, int amsgrad, int decoupled)                                   \
 {                                                                                          \
     for (ptrdiff_t i = 0; i < n; i++) {                                                    \
         T g = grad[i];                                                                     \
-        T p = decoupled ? param[i] * decay : param[i];                                     \
+        T p = decoupled ? param[i] - lr_wd * param[i] : param[i];                          \
         if (!decoupled) g = g + weight_decay * p;                                          \
         T m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i]);                             \
         T v = exp_avg_sq[i] * beta2 + one_minus_beta2 * (g * g);                           \
