@@ -11,7 +11,8 @@
 # v4 and v3 and for baseline x86-64 (target_clones) and picks one at load time, so a test run
 # on one machine exercises one of the three. Here the extensions are built in a temporary
 # copy of the tree with -DCNET_NO_DISPATCH and -march=<set> (what the clone's target
-# attribute enables), which makes every kernel that set's code, and the
+# attribute enables; with older gcc the clones are AVX2 without FMA and baseline, and the
+# level builds test code no clone has), which makes every kernel that set's code, and the
 # whole test suite runs against each build. Such a build tests each set's kernels, not the
 # dispatched build's mix of code for different sets; the suite's own tests check that mix
 # on the machine that runs them. A set this CPU cannot run is reported and skipped; the run
@@ -43,9 +44,11 @@ tested=()
 work=""
 trap 'rm -rf "$work"' EXIT      # the build of the set being tested, on any exit
 
+# What each level needs, as /proc/cpuinfo names it (abm: LZCNT, on Intel too).
+v2="cx16 lahf_lm popcnt pni ssse3 sse4_1 sse4_2"
+v3="$v2 avx avx2 fma bmi1 bmi2 f16c movbe abm xsave"
 for set in "${sets[@]}"; do
-    v3="avx2 fma bmi1 bmi2 f16c movbe abm"     # what each level needs, as /proc/cpuinfo
-    case "$set" in                               # names it
+    case "$set" in
         x86-64) needs="" ;;
         x86-64-v3) needs="$v3" ;;
         x86-64-v4) needs="$v3 avx512f avx512bw avx512cd avx512dq avx512vl" ;;

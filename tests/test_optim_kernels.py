@@ -107,12 +107,14 @@ def test_rmsprop_first_step_hand_computed():
 
 # Every optimizer kernel, with the options that change its loop, and its state arrays' count.
 KERNELS = [
+    (_optim.sgd_step, 1, dict(lr=0.05, weight_decay=1e-2)),
     (_optim.sgd_step, 1, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-2)),
     (_optim.sgd_step, 1, dict(lr=0.05, momentum=0.9, weight_decay=1e-2, nesterov=True)),
     (_optim.adam_step, 3, dict(lr=0.01, weight_decay=1e-2)),
     (_optim.adam_step, 3, dict(lr=0.01, weight_decay=1e-2, decoupled=True)),
     (_optim.adam_step, 3, dict(lr=0.01, weight_decay=1e-2, amsgrad=True, decoupled=True)),
     (_optim.adagrad_step, 1, dict(lr=0.05, lr_decay=0.01, weight_decay=1e-2)),
+    (_optim.rmsprop_step, 3, dict(lr=0.01, weight_decay=1e-2)),
     (_optim.rmsprop_step, 3, dict(lr=0.01, momentum=0.9, weight_decay=1e-2, centered=True)),
 ]
 
@@ -124,9 +126,10 @@ def test_an_update_has_the_same_bits_however_the_entries_are_split_into_calls(ke
                                                                              cuts):
     """The step runner updates a layer's entries in pieces (a thread's rows, a parameter
     group's span), Optimizer.step in spans: each entry's update must not depend on where
-    its call began. (It did in the AVX-512 clone when that enabled no scalar fused
-    multiply-add, and in AdamW's loops while its decay was a second product in the update:
-    a loop's remainder rounded differently from its vector body.)"""
+    its call began. (It did in the AVX-512F clone, which fused multiply-adds in a loop's
+    512-bit body and scalar remainder but not in its 256-bit tail, and in AdamW's loops
+    while its decay was a second product in the update, fused in the vector body and not in
+    the remainder.)"""
     step_fn, n_state, hyper = KERNELS[kernel]
     rng = np.random.default_rng(seed)
     bounds = [0] + sorted({c for c in cuts if c < n}) + [n]

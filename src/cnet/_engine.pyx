@@ -9,7 +9,9 @@ reverse, and the optimizer's loop over the flat arena. Many steps run per call.
 Large dense layers are split by output feature among a team of threads (team.h): each
 thread computes its block of the layer's outputs, its rows of the weight gradient, and
 the optimizer update of those rows, so the weights and optimizer state of a block stay in
-one core's cache from step to step; the rest of the step runs on the calling thread.
+one core's cache from step to step. A large layer after the first with too few outputs
+for that is split by input feature instead (run_input_piece). The rest of the step runs
+on the calling thread.
 
 Workspace layout (one flat array): the gathered batch (B, in), then each layer's output
 (B, width), then two gradient buffers (B, max width) used in turn, then float targets.
@@ -204,7 +206,7 @@ def set_num_threads(n):
     torch.set_num_threads): None, the default, uses as many as the BLAS may (its own setting:
     OPENBLAS_NUM_THREADS, threadpoolctl's limits); 1 runs every step on the calling thread.
     Layers share threads only when their product is large enough (cnet.set_threaded_min_work).
-    Returns the previous setting. Each thread computes whole output features, so results
+    Returns the previous setting. Each thread computes whole output elements, so results
     agree with one thread's except in the last bits where the BLAS picks another kernel for
     the smaller product; with the same setting, runs repeat bit for bit."""
     global team_threads
@@ -393,7 +395,8 @@ cdef inline floating* state_at(floating* state, Py_ssize_t offset) noexcept nogi
 
 cdef inline Py_ssize_t piece_start(Py_ssize_t n, int pieces, int s) noexcept nogil:
     """Where piece s of n features begins: whole blocks of 16 (64 bytes of float32), so two
-    threads never write one cache line."""
+    threads never write one cache line of a block of outputs. (Blocks of columns of a
+    matrix whose rows are not a multiple of 16 wide still share a line at row ends.)"""
     return min(n, ((n + 15) // 16 * s // pieces) * 16)
 
 
@@ -459,9 +462,7 @@ cdef void run_input_piece(Plan* p, Op* op, int s, floating* work,
     batch's rows; in the weight-gradient phase its block of columns of the weight gradient
     (the block of input features whose d loss / d input it computed too), and on thread 0
     the bias's. Each output element is summed as on one thread. The calling thread updates
-    the op's few parameters afterwards in one call, as on one thread: the optimizer's loops
-    may round an entry differently in their vector body and in their remainder, so updating
-    each row's block of columns apart would change the last bits."""
+    the op's few parameters afterwards, in one call rather than one per row and thread."""
     cdef Team* t = p.team
     cdef floating* params = <floating*>p.params
     cdef floating* grads = <floating*>p.grads
@@ -780,7 +781,8 @@ cdef class StepRunner:
             op.first_span = op.n_spans = 0
             op.pieces = 1
             # Not the first layer: there every thread gathers the whole batch, which a split
-            # by rows would waste (a narrow first layer keeps the BLAS's threads).
+            # by rows would waste (a narrow first layer is left to the BLAS's threads, or to
+            # the calling thread when the team shares another layer).
             op.by_input = op.kind == OP_DENSE and i > 0 and op.n_out < 32
             op.weight = weight.offset if weight is not None else -1
             op.bias = bias.offset if bias is not None else -1
@@ -850,7 +852,8 @@ cdef class StepRunner:
     cdef int prepare_team(self, bint* alone, bint predicting=False) except -1:
         """This call's team of set_num_threads threads (by default as many as the BLAS may
         use). Training: every Dense op whose product is large enough to be threaded
-        (cnet.set_threaded_min_work) is shared, at most one thread per 16 output features.
+        (cnet.set_threaded_min_work) is shared, at most one thread per 16 output features
+        (input features, for an op shared by input feature).
         Predicting: each thread takes its share of the rows (at least 16) through every
         layer, if the products of a batch are large enough and no BatchNorm writes
         statistics that the threads would share. Returns the team's size (1: no team: the

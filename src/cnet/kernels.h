@@ -1,9 +1,10 @@
 /* The hottest elementwise loops, in C so that they vectorise.
  *
  * Each loop is written once as a macro over the element type T and instantiated for
- * float (_f32) and double (_f64). On x86-64 Linux with gcc, target_clones compiles each
- * function for AVX-512, AVX2 (both with FMA) and baseline SSE2 and picks one at load time,
- * so a wheel built for baseline x86-64 still runs the wide vectors where the CPU has them.
+ * float (_f32) and double (_f64). On x86-64 Linux with gcc 12 or later, target_clones
+ * compiles each function for AVX-512, AVX2 (both with FMA) and baseline SSE2 and picks one
+ * at load time, so a wheel built for baseline x86-64 still runs the wide vectors where the
+ * CPU has them (older gcc: AVX2 without FMA, and baseline; see CNET_DISPATCH).
  * `restrict` tells the compiler the arrays do not overlap; sqrt vectorises because the
  * build uses -fno-math-errno (never -ffast-math: NaN checks must keep working).
  */
@@ -27,16 +28,18 @@
 /* CNET_NO_DISPATCH builds the kernels for the compiler's target alone (scripts/isa_check.sh
  * builds them so for each instruction set, to test every clone on one machine).
  * The clones are whole x86-64 levels (gcc 12 and later): v4 is AVX-512 and v3 AVX2, each
- * with FMA. target("avx512f") alone enables no scalar FMA, so a loop's scalar remainder
- * rounded differently from its vector body, and an entry's Adam update depended on where a
- * call's range began; target("avx2") had no FMA at all. Older gcc knows no levels here. */
+ * with FMA. target("avx512f") alone fuses multiply-adds in a loop's 512-bit body and its
+ * scalar remainder but not in its 256-bit tail (that needs FMA or AVX512VL), so an entry's
+ * Adam update depended on where a call's range began; target("avx2") had no FMA at all,
+ * so its rounding did not depend on that. Older gcc knows no levels in target_clones and
+ * gets AVX2 without FMA: every entry rounds the same way, without AVX-512's speed. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(CNET_NO_DISPATCH)
 #if __GNUC__ >= 12
 #define CNET_DISPATCH \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
-#define CNET_DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
+#define CNET_DISPATCH __attribute__((target_clones("avx2", "default")))
 #endif
 #else
 #define CNET_DISPATCH
@@ -106,7 +109,8 @@ static inline void cnet_fp_flush_end(uint64_t mode) { (void)mode; }
 /* Adam / AdamW over n parameters (PyTorch's order of operations, except that the second
  * moment's bias correction multiplies by inv_bc2_sqrt = 1 / sqrt(1 - beta2^t) where PyTorch
  * divides by its inverse: within 1 ulp of PyTorch's denominator, and one division fewer per
- * element (the loop is bound by its divisions and square root).
+ * element (the loop is bound by its divisions and square root); and AdamW's decay, below,
+ * which may differ from PyTorch's by 1 ulp.
  * step_size = lr / (1 - beta1^t), lr_wd = lr * weight_decay (AdamW). AdamW's decay is
  * p - lr_wd * p rather than p * (1 - lr_wd): with two products in the last line, gcc fused
  * one of them in the vector loop and the other in the scalar remainder, so an entry's update
