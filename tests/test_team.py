@@ -101,15 +101,18 @@ def test_team_splits_a_narrow_head_by_input_feature(threads, name, dtype):
     results = []
     for n_threads in (1, 2):
         cnet.set_num_threads(n_threads)
-        model = Sequential(Dense(2, 128), ReLU(), Dense(128, 8), dtype=dtype, seed=5)
+        model = narrow_head_model(dtype)
         trainer = Trainer(model, CrossEntropyLoss(),
                           getattr(optim, name)(model.parameters(), lr=0.05))
         trainer.fit(X, y, epochs=3, batch_size=64, seed=1, verbose=0)
         assert trainer._runner(64, training=True).team_size == n_threads
         results.append(model.flat_data)
-    assert not np.array_equal(results[0], Sequential(Dense(2, 128), ReLU(), Dense(128, 8),
-                                                     dtype=dtype, seed=5).flat_data)
+    assert not np.array_equal(results[0], narrow_head_model(dtype).flat_data)
     assert_allclose(results[1], results[0], **TOL[dtype])
+
+
+def narrow_head_model(dtype):
+    return Sequential(Dense(2, 128), ReLU(), Dense(128, 8), dtype=dtype, seed=5)
 
 
 @needs_team

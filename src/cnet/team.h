@@ -11,8 +11,9 @@
  * During a compiled call (many steps) the workers spin between phases (with the CPU's
  * pause hint), as the BLAS's own threads do: a phase lasts tens of microseconds, shorter
  * than a sleep and a wake-up. The spin can do useful work first (cnet_wait_change's idle
- * hook: the step runner prefetches the next batch there). Between calls they wait on a condition variable (cnet_park),
- * so no thread spins outside a call, and a call costs a wake-up, not a thread start.
+ * hook: the step runner prefetches the next batch there). Between calls they wait on a
+ * condition variable (cnet_park), so no thread spins outside a call, and a call costs a
+ * wake-up, not a thread start.
  * POSIX threads only; elsewhere CNET_HAS_TEAM is 0 and every phase runs on the calling
  * thread. */
 #ifndef CNET_TEAM_H
