@@ -123,6 +123,7 @@ def test_a_generator_seed_carries_its_state_across_fit_calls():
 
 
 CHILD = textwrap.dedent("""
+    import os
     import sys
     sys.path.insert(0, {tests!r})
     import numpy as np
@@ -134,7 +135,10 @@ CHILD = textwrap.dedent("""
             print("epoch", epoch + 1, flush=True)
 
     trainer = train(sys.argv[1], callbacks=[Report()])
-    np.save(sys.argv[2], trainer.model.flat_data)
+    # Written aside and renamed: a kill during the write must not leave a partial result.
+    with open(sys.argv[2] + ".part", "wb") as f:
+        np.save(f, trainer.model.flat_data)
+    os.replace(sys.argv[2] + ".part", sys.argv[2])
     print("done", flush=True)
 """).format(tests=os.path.dirname(os.path.abspath(__file__)))
 
