@@ -235,7 +235,12 @@ def targets(results):
 
 def training(results):
     present = [i for i in TRAIN_IMPLS if any(results.has("train", c, i) for c in TRAIN_CONFIGS)]
-    robin = any(k[0] == "train" for k in results.interleaved)
+    robin = [info for k, info in results.interleaved.items() if k[0] == "train"]
+    # Suites older than these keys warmed the timed model itself, for 0.5 s, and timed 50 ms.
+    info = robin[0] if robin else {}
+    warm = f"{info.get('warm_s', 0.5):g} s of untimed epochs" + (
+        " on a copy of its model" if "warm_s" in info else "")
+    timed_ms = info.get("min_timed_s", 0.05) * 1e3
     lines = ["## Training: one epoch, float32, Adam, shuffled mini-batches", "",
              f"Samples/s from the {results.stat} round of each implementation's own benchmark "
              "(one warm-up epoch, then back-to-back epochs). cnet step / floor: cnet's epoch time "
@@ -243,10 +248,11 @@ def training(results):
              "wrapper on preallocated arrays, called from Python). CPU: user+sys seconds per "
              "epoch (all threads), cnet's over the floor's."
              + (" Round-robin: the same ratios from `test_train_interleaved`, where each round "
-                "trains every implementation in rotating order (each after untimed epochs "
-                "long enough for the previous library's threads to go idle, and timed over at "
-                "least 50 ms of epochs), so drift in the machine's load falls on all "
-                "alike: where the two disagree, the machine was not steady." if robin else ""),
+                f"trains every implementation in rotating order (each after {warm}, long "
+                f"enough for the previous library's threads to go idle, then timed over at "
+                f"least {timed_ms:g} ms of epochs), so drift in the machine's load falls on "
+                f"all alike: where the two disagree, the machine was not steady."
+                if robin else ""),
              ""]
     cols = [IMPL_NAMES[i] for i in present]
     ratio_cols = ["cnet / NumPy"]

@@ -129,32 +129,35 @@ def call_overhead_s(calls=2000, repeats=20):
     return best
 
 
-def interleaved(fns, rounds, warm=True):
+def interleaved(fns, rounds, warmers=None):
     """Run every fn in each round, the order rotating from round to round, so that drift in
     the machine's load falls on all of them alike. cnet (scipy's OpenBLAS), the reference
     (NumPy's own OpenBLAS) and PyTorch (its OpenMP pool) keep worker threads spinning for a
     while after their calls, which on 2 cores slowed the next library's first epoch 10-100×
     here, and a pool that went to sleep wakes slowly; a training loop runs epoch after epoch
-    of one library. So with warm=True each fn first runs untimed for PAUSE_S seconds (one
-    call was too short where a call is short: after a single 0.5 ms epoch, cnet measured
-    15.2-15.7× the reference on tiny, against 17.1-17.3× after this warm-up and 17× in its
-    own benchmark), then timed for at least MIN_TIMED_S, and its figure is the mean per call.
-    Returns {name: [wall seconds per call]}, {name: [CPU seconds per call]} and
-    {name: last result}."""
+    of one library. So where `warmers` is given, each fn's turn starts with warmers[name]
+    called untimed for PAUSE_S seconds (one call was too short where a call is short: after
+    a single 0.5 ms epoch, cnet measured 15.2-15.7× the reference on tiny, against
+    17.1-17.3× after this warm-up and 17× in its own benchmark), then fn runs timed for at
+    least MIN_TIMED_S, and its figure is the mean per call. A warmer that trains works on
+    its own copy of the model: the timed model then sees the same few epochs in every
+    library, not as many as each manages in PAUSE_S (about 900 for cnet's tiny, 55 for the
+    reference's). Returns {name: [wall seconds per call]}, {name: [CPU seconds per call]}
+    and {name: last result}."""
     names = list(fns)
     wall, cpu, result = {n: [] for n in names}, {n: [] for n in names}, {}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             start = time.perf_counter()
-            while warm:
-                fns[name](0)
+            while warmers is not None:
+                warmers[name](0)
                 if time.perf_counter() - start >= PAUSE_S:
                     break
             calls, c0, t0 = 0, time.process_time(), time.perf_counter()
             while True:
                 result[name] = fns[name](r + 1)
                 calls += 1
-                if not warm or time.perf_counter() - t0 >= MIN_TIMED_S:
+                if warmers is None or time.perf_counter() - t0 >= MIN_TIMED_S:
                     break
             wall[name].append((time.perf_counter() - t0) / calls)
             cpu[name].append((time.process_time() - c0) / calls)
@@ -204,7 +207,7 @@ def test_train_interleaved(benchmark, settings, datasets, config):
     benchmarks above, in which drift in the machine's load cancels."""
     spec = CONFIGS[config]
     X, y = datasets(spec["data"])
-    epochs, models = {}, {}
+    epochs, warmers, models = {}, {}, {}
     for impl in IMPLS:
         if impl.startswith("pytorch") and not _has_torch():
             continue
@@ -213,12 +216,15 @@ def test_train_interleaved(benchmark, settings, datasets, config):
             epochs[impl] = EPOCHS[impl](models[impl], X, y, spec["batch"])
         except pytest.skip.Exception:
             continue
+        warmers[impl] = EPOCHS[impl](make_model(spec["widths"], seed=0), X, y, spec["batch"])
     rounds = settings.interleaved_rounds
     wall, cpu, result = benchmark.pedantic(
-        lambda: interleaved(epochs, rounds, warm=not settings.disabled), rounds=1, iterations=1)
+        lambda: interleaved(epochs, rounds, None if settings.disabled else warmers),
+        rounds=1, iterations=1)
     benchmark.extra_info.update({
         "kind": "train_interleaved", "config": config, "samples": len(X),
         "batch": spec["batch"], "widths": list(spec["widths"]), "rounds": rounds,
+        "warm_s": PAUSE_S, "min_timed_s": MIN_TIMED_S,
         "wall_s": wall, "cpu_s": cpu, "loadavg_after": os.getloadavg()[0]})
     if "gemm_floor" in epochs:
         benchmark.extra_info["gemm_calls"] = epochs["gemm_floor"].calls_per_epoch
@@ -245,12 +251,13 @@ def test_predict_interleaved(benchmark, settings, inference_data):
     if _has_torch():
         fns["pytorch"] = _predictor("pytorch", model, X)
     rounds = 1 if settings.disabled else 15
+    calls = {k: (lambda r, f=f: f()) for k, f in fns.items()}    # predicting changes nothing
     wall, cpu, labels = benchmark.pedantic(
-        lambda: interleaved({k: (lambda r, f=f: f()) for k, f in fns.items()}, rounds,
-                            warm=not settings.disabled),
+        lambda: interleaved(calls, rounds, None if settings.disabled else calls),
         rounds=1, iterations=1)
     benchmark.extra_info.update({"kind": "predict_interleaved", "config": "mnist",
-                                 "samples": len(X), "rounds": rounds, "wall_s": wall,
+                                 "samples": len(X), "rounds": rounds,
+                                 "warm_s": PAUSE_S, "min_timed_s": MIN_TIMED_S, "wall_s": wall,
                                  "cpu_s": cpu, "loadavg_after": os.getloadavg()[0]})
     for impl, got in labels.items():
         assert np.mean(got == labels["reference"]) > 0.999, impl
