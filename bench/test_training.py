@@ -140,10 +140,10 @@ def interleaved(fns, rounds, warmers=None):
     a single 0.5 ms epoch, cnet measured 15.2-15.7× the reference on tiny, against
     17.1-17.3× after this warm-up and 17× in its own benchmark), then fn runs timed for at
     least MIN_TIMED_S, and its figure is the mean per call. A warmer that trains works on
-    its own copy of the model: the timed model then sees the same few epochs in every
-    library, not as many as each manages in PAUSE_S (about 900 for cnet's tiny, 55 for the
-    reference's). Returns {name: [wall seconds per call]}, {name: [CPU seconds per call]}
-    and {name: last result}."""
+    its own copy of the model, so the timed model trains only in the timed stretches, not
+    also through each library's PAUSE_S of warm-up (about 900 epochs a round for cnet's
+    tiny, 55 for the reference's). Returns {name: [wall seconds per call]},
+    {name: [CPU seconds per call]} and {name: last result}."""
     names = list(fns)
     wall, cpu, result = {n: [] for n in names}, {n: [] for n in names}, {}
     for r in range(rounds):
