@@ -242,9 +242,10 @@ def load_fashion_mnist(path=None, kind="train", download=True, normalize=False):
 
 
 def _open_text(path):
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first cell.
     if os.fspath(path).endswith(".gz"):
-        return gzip.open(path, "rt", newline="")
-    return open(path, newline="")
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, newline="", encoding="utf-8-sig")
 
 
 def _is_number(cell):
@@ -255,8 +256,13 @@ def _is_number(cell):
     return True
 
 
+def _is_infinity(cell):
+    return cell.strip().lstrip("+-").lower() in ("inf", "infinity")
+
+
 def _csv_problem(path, delimiter, has_header):
-    """The first ragged row or non-numeric cell of a CSV file, named by line and column."""
+    """The first ragged row, non-numeric cell or number beyond float64 (which parses as an
+    infinity) of a CSV file, named by line and column."""
     with _open_text(path) as f:
         reader = csv.reader(f, delimiter=delimiter)
         names = width = None
@@ -271,9 +277,13 @@ def _csv_problem(path, delimiter, has_header):
             if len(row) != width:
                 return f"line {reader.line_num} has {len(row)} fields, expected {width}"
             for j, cell in enumerate(row):
+                column = f"column {j}" + (f" ({names[j]!r})" if names else "")
                 if not _is_number(cell):
-                    column = f"column {j}" + (f" ({names[j]!r})" if names else "")
-                    return f"line {reader.line_num}, {column}: {cell!r} is not a number"
+                    hint = "" if has_header or reader.line_num > 1 else (
+                        " (a header row is one without numbers; else pass header=True)")
+                    return f"line {reader.line_num}, {column}: {cell!r} is not a number{hint}"
+                if math.isinf(float(cell)) and not _is_infinity(cell):
+                    return f"line {reader.line_num}, {column}: {cell.strip()} does not fit float64"
     return None
 
 
@@ -287,7 +297,7 @@ def _read_table(path, delimiter, header):
         if not first.strip():
             raise ValueError(f"{path}: the file is empty")
         first_row = [cell.strip() for cell in next(csv.reader([first], delimiter=delimiter))]
-        has_header = not all(map(_is_number, first_row)) if header == "infer" else header
+        has_header = not any(map(_is_number, first_row)) if header == "infer" else header
         names = first_row if has_header else None
         f.seek(0)
         try:
@@ -301,6 +311,10 @@ def _read_table(path, delimiter, header):
             raise ValueError(f"{path}: {problem}") from None
     if table.size == 0:
         raise ValueError(f"{path}: no data rows")
+    if np.isinf(table).any():       # "inf" as written, or a number beyond float64?
+        problem = _csv_problem(path, delimiter, has_header)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
     if names is not None and len(names) != table.shape[1]:  # rows agree, but not with the header
         raise ValueError(f"{path}: {_csv_problem(path, delimiter, has_header)}")
     return table, names
@@ -311,11 +325,12 @@ def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float3
 
     ``label_column`` picks the label column by name (the file needs a header row) or by index
     (negative counts from the end); ``None`` reads every column into ``X`` and returns
-    ``y=None``. ``header`` is True, False or ``"infer"``: the first row is a header when one of
-    its cells is not a number. ``X`` has ``dtype`` (float32 unless told); ``y`` is int64 when
+    ``y=None``. ``header`` is True, False or ``"infer"``: the first row is a header when none of
+    its cells is a number. ``X`` has ``dtype`` (float32 unless told); ``y`` is int64 when
     every label is an integer value (within int64), else ``dtype``. Blank lines are skipped. A
-    ragged row or a cell that is not a number raises ValueError naming its line and column, a
-    number too large for ``dtype`` (1e39 in float32) one naming its row.
+    ragged row, a cell that is not a number or a number beyond float64 (1e400; ``inf`` as
+    written is read as infinity) raises ValueError naming its line and column, a number too
+    large for ``dtype`` (1e39 in float32) one naming its row.
     """
     try:
         dtype = np.dtype(dtype)

@@ -443,6 +443,33 @@ def test_csv_default_label_is_the_last_column_and_header_is_inferred(tmp_path):
     assert X.tolist() == [[1, 2], [4, 5]] and y.tolist() == [3, 6]  # numeric first row is data
 
 
+def test_csv_byte_order_mark_is_not_part_of_the_first_cell(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark."""
+    X, y = load_csv(write_text(tmp_path / "d.csv", "\ufeff1,2,0\n3,4,1\n5,6,0\n"))
+    assert X.tolist() == [[1, 2], [3, 4], [5, 6]] and y.tolist() == [0, 1, 0]
+    X, y = load_csv(write_text(tmp_path / "h.csv", "\ufeff" + IRIS_LIKE), label_column="sepal")
+    assert np.allclose(y, [5.1, 4.9, 6.2])     # the column named 'sepal', found
+
+
+def test_csv_first_row_with_a_missing_value_is_data_not_a_header(tmp_path):
+    with pytest.raises(ValueError, match=r"line 1, column 1: '' is not a number \(a header row"):
+        load_csv(write_text(tmp_path / "d.csv", "1,,0\n3,4,1\n5,6,0\n"))
+
+
+@pytest.mark.parametrize("cell", ["1e400", "-2E999"])
+def test_csv_number_beyond_float64_is_an_error_not_an_infinity(tmp_path, cell):
+    for text, line in ((f"1,{cell},0\n3,4,1\n", 1), (f"x,z,y\n\n1,2,0\n3,4,{cell}\n", 4)):
+        path = write_text(tmp_path / "d.csv", text)
+        for dtype in ("float32", "float64"):
+            with pytest.raises(ValueError, match=f"line {line}, column .*{cell} does not fit"):
+                load_csv(path, dtype=dtype)
+
+
+def test_csv_infinity_as_written_is_read(tmp_path):
+    X, y = load_csv(write_text(tmp_path / "d.csv", "inf,-Infinity,1.5\n3,4,+inf\n"))
+    assert X.tolist() == [[np.inf, -np.inf], [3, 4]] and y.tolist() == [1.5, np.inf]
+
+
 def test_csv_header_true_takes_a_numeric_first_row_as_names(tmp_path):
     path = write_text(tmp_path / "d.csv", "10,20,30\n1,2,3\n4,5,6\n")
     X, y = load_csv(path, label_column="20", header=True)
