@@ -82,6 +82,9 @@ def build_parser():
                        help="learning-rate schedule, stepped once per epoch")
     train.add_argument("--epochs", type=_positive_int, default=20)
     train.add_argument("--batch-size", type=_positive_int, default=32)
+    train.add_argument("--task", choices=["auto", "classification", "regression"],
+                       default="auto", help="auto (default): integer labels are class indices "
+                       "0..k-1, other labels regression targets")
     train.add_argument("--test-size", type=float, default=0.25)
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     train.add_argument("--seed", type=int, default=0)
@@ -140,7 +143,43 @@ def _load(data, label_column, kind="train"):
     else:
         raise UsageError(f"data: expected {', '.join(DATASETS)}, a .csv or a .npz file, "
                          f"got {data!r}")
-    return np.asarray(X, np.float64), y, None
+    X = np.asarray(X, np.float64)
+    if X.ndim != 2:
+        raise UsageError(f"data: expected X of shape (rows, features), got shape {X.shape}")
+    return X, y, None
+
+
+def _classifies(y, task):
+    """Whether to train a classifier on labels y: integers are class indices in "auto", and
+    class indices must be 0..k-1, k no more than the rows (large integers are not classes)."""
+    integer = np.issubdtype(y.dtype, np.integer)
+    if task == "regression" or (task == "auto" and (not integer or y.ndim != 1)):
+        return False
+    if not integer or y.ndim != 1:
+        raise UsageError(f"y: classification needs one integer class index per row, got "
+                         f"{y.dtype} labels of shape {y.shape}")
+    if y.min() < 0 or y.max() >= len(y):
+        raise UsageError(f"y: labels from {y.min()} to {y.max()} are not class indices 0..k-1 "
+                         f"(k at most the {len(y)} rows); pass --task regression to fit them "
+                         f"as numbers")
+    return True
+
+
+def _check_preprocessing(preprocessing, n_in):
+    """extra["preprocessing"] of a model file as cnet train writes it: {"scale": s} or
+    {"mean": [n_in numbers], "std": [n_in numbers]}."""
+    def numbers_of(key, count):
+        values = np.asarray(preprocessing.get(key), dtype=object)
+        return (values.shape == count and all(isinstance(v, (int, float)) and not
+                                              isinstance(v, bool) for v in values.flat))
+    if isinstance(preprocessing, dict) and (
+            (set(preprocessing) == {"scale"} and numbers_of("scale", ()))
+            or (set(preprocessing) == {"mean", "std"} and numbers_of("mean", (n_in,))
+                and numbers_of("std", (n_in,)))):
+        return preprocessing
+    raise UsageError("model: its extra['preprocessing'] is not what cnet train writes "
+                     "({'scale': s} or {'mean': [...], 'std': [...]} with one number per "
+                     "feature); predict with the Python API instead")
 
 
 def _preprocess(X, preprocessing):
@@ -157,7 +196,9 @@ def train(args):
     X, y, preprocessing = _load(args.data, args.label_column)
     if y is None:
         raise UsageError("data: training needs labels (--label-column)")
-    classify = np.issubdtype(y.dtype, np.integer)
+    classify = _classifies(y, args.task)
+    if not classify:
+        y = y.astype(np.float64)
     X_train, X_test, y_train, y_test = cnet.data.train_test_split(
         X, y, test_size=args.test_size, seed=args.seed, stratify=y if classify else None)
     if preprocessing is None:   # z-score with the training rows' statistics
@@ -179,8 +220,7 @@ def train(args):
                           verbose=0 if args.quiet else 1, callbacks=callbacks)
     seconds = time.perf_counter() - start
     result = trainer.evaluate(X_test, y_test)
-    summary = "  ".join(f"test {k}: {v:.4f}" for k, v in result.items())
-    print(summary.replace("test accuracy", "test accuracy"))
+    print("  ".join(f"test {k}: {v:.4f}" for k, v in result.items()))
     samples = len(history.epoch) * len(X_train)
     print(f"trained {samples:,} samples in {seconds:.2f}s: {samples / seconds:,.0f} samples/s "
           f"(validation included)")
@@ -230,7 +270,10 @@ def _load_model(path):
     task = extra.get("task", "classification" if model.out_features > 1 else "regression")
     loss = cnet.CrossEntropyLoss() if task == "classification" else cnet.MSELoss()
     optimizer = checkpoint.optimizer or cnet.optim.SGD(model.parameters())
-    return cnet.Trainer(model, loss, optimizer), extra.get("preprocessing"), task
+    preprocessing = extra.get("preprocessing")
+    if preprocessing is not None:
+        _check_preprocessing(preprocessing, model.in_features)
+    return cnet.Trainer(model, loss, optimizer), preprocessing, task
 
 
 def predict(args):

@@ -73,6 +73,40 @@ def test_train_on_a_csv_regression_and_plot(tmp_path, capsys):
     assert cnet.load(tmp_path / "reg.safetensors", with_optimizer=True).extra["task"] == "regression"
 
 
+def test_large_integer_labels_are_not_classes_unless_told(tmp_path, capsys):
+    """Integer targets such as prices or ids would make a classifier with max + 1 outputs."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    y = np.repeat([0, 10**12, 2 * 10**12], 20)
+    np.savetxt(tmp_path / "ids.csv", np.column_stack([X, y]), delimiter=",", fmt="%.15g")
+    argv = ["train", "--data", str(tmp_path / "ids.csv"), "--epochs", "1", "--quiet"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not class indices 0..k-1" in err and "--task regression" in err
+    path = tmp_path / "r.safetensors"
+    assert cli.main(argv + ["--task", "regression", "--save", str(path)]) == 0
+    checkpoint = cnet.load(path, with_optimizer=True)
+    assert checkpoint.extra["task"] == "regression" and checkpoint.model.out_features == 1
+
+
+def test_predict_refuses_a_model_whose_preprocessing_it_cannot_apply(tmp_path, capsys):
+    X = np.random.default_rng(0).standard_normal((5, 4))
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",")
+    for i, extra in enumerate([{"preprocessing": {"method": "none"}},
+                               {"preprocessing": {"mean": [0.0] * 4}},
+                               {"preprocessing": {"mean": [0.0] * 3, "std": [1.0] * 3}}]):
+        path = tmp_path / f"m{i}.safetensors"
+        cnet.save(cnet.Sequential(cnet.Dense(4, 3)), path, extra=extra)
+        assert cli.main(["predict", str(path), str(tmp_path / "x.csv")]) == 2
+        assert "extra['preprocessing']" in capsys.readouterr().err
+
+
+def test_one_dimensional_X_in_an_npz_is_an_error(tmp_path, capsys):
+    np.savez(tmp_path / "x1d.npz", X=np.zeros(60), y=np.arange(60) % 2)
+    assert cli.main(["train", "--data", str(tmp_path / "x1d.npz")]) == 2
+    assert "expected X of shape (rows, features), got shape (60,)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "nowhere.txt"], "data: expected"),
     (["predict", "missing.safetensors", "x.csv"], "No such file"),
