@@ -101,7 +101,12 @@ class ModelCheckpoint(Callback):
                 return
             self._monitor.best = value
         from cnet.io import save
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"filepath: cannot fill {self.filepath!r} ({type(exc).__name__}: "
+                             f"{exc}); it may name epoch and {sorted(logs)} (val_* needs "
+                             f"validation data)") from None
         save(trainer.model, path, trainer.optimizer if self.save_optimizer else None)
 
 
@@ -118,6 +123,10 @@ class LearningRateScheduler(Callback):
     value of `monitor`)."""
 
     def __init__(self, scheduler, monitor="val_loss"):
+        if not callable(getattr(scheduler, "step", None)):
+            raise TypeError(f"scheduler: expected a cnet.schedulers scheduler (with step()), "
+                            f"got {type(scheduler).__name__} (for a schedule of your own, "
+                            f"subclass cnet.schedulers.LRScheduler)")
         self.scheduler, self.monitor = scheduler, monitor
 
     def on_epoch_end(self, trainer, epoch, logs):

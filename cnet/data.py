@@ -418,7 +418,9 @@ def load_npz(path, x_key="X", y_key="y"):
 
 def _read_npz(path, file, x_key, y_key):
     """The arrays x_key and y_key (None: not read) of the open .npz `file`."""
-    unreadable = (ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+    # OSError: a seek or read past the file that a damaged directory points to.
+    unreadable = (ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+                  OSError)
     try:
         archive = np.load(file, allow_pickle=False)
     except unreadable as exc:

@@ -209,12 +209,19 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):        # 1e999: JSON's grammar, but no double
+        raise ValueError(f"{text} is beyond float64")
+    return value
+
+
 def _json_loads(text):
-    """Strict JSON: duplicate keys and NaN/Infinity are errors (ValueError), as is nesting
-    deep enough to exhaust the parser."""
+    """Strict JSON: duplicate keys, NaN/Infinity and numbers beyond float64 are errors
+    (ValueError), as is nesting deep enough to exhaust the parser."""
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicates,
-                          parse_constant=_reject_constant)
+                          parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
@@ -360,6 +367,8 @@ def _json(value, what):
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what}: expected JSON-serialisable values ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{what}: nested too deeply to write as JSON") from None
 
 
 def _jsonable(value):
@@ -550,8 +559,9 @@ def _parse_optimizer(contents, model_keys):
     if cls is None:
         raise ValueError(f"{where}: unknown optimizer type {spec['type']!r} "
                          f"(cnet's optimizers: {sorted(OPTIMIZERS)})")
-    if not _is_int(spec["step"]) or spec["step"] < 0:
-        raise ValueError(f"{where}: optimizer step must be an int >= 0, got {spec['step']!r}")
+    if not _is_int(spec["step"]) or not 0 <= spec["step"] <= _optim.MAX_STEP:
+        raise ValueError(f"{where}: optimizer step must be an int in [0, 2**62], got "
+                         f"{spec['step']!r}")
     groups, seen = spec["param_groups"], set()
     if not isinstance(groups, list) or not groups:
         raise ValueError(f"{where}: optimizer param_groups must be a non-empty list")

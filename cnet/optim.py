@@ -11,6 +11,7 @@ in Python over one flat vector (a port of torch.optim.LBFGS).
 """
 import math
 import numbers
+import sys
 
 import numpy as np
 
@@ -20,13 +21,18 @@ from cnet.model import Parameter
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "LBFGS",
            "clip_grad_norm_"]
 
+MAX_STEP = 2**62    # a loaded step count, far below the step runner's int64 counter's end
+
 
 def _check_hyper(name, value, low=0.0, high=math.inf, high_open=False):
     # Not float(value): that accepts "0.1", b"1" and 1-element arrays, which the kernels
     # (and JSON) then refuse.
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:           # an int beyond float64 (10**400)
+        value = math.inf if value > 0 else -math.inf
     if not math.isfinite(value) or not (low <= value < high if high_open
                                         else low <= value <= high):
         bracket = ")" if high_open else "]"
@@ -80,9 +86,9 @@ def _as_state_number(key, value, integer=False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(
             value, numbers.Integral if integer else numbers.Real):
         raise TypeError(f"{key}: expected {'an int' if integer else 'a number'}, got {value!r}")
-    if integer and value < 0:
-        raise ValueError(f"{key}: expected an int >= 0, got {value}")
-    if not integer and not math.isfinite(value):
+    if integer and not 0 <= value <= MAX_STEP:
+        raise ValueError(f"{key}: expected an int in [0, 2**62], got {value}")
+    if not integer and not abs(value) <= sys.float_info.max:     # NaN, inf, 10**400
         raise ValueError(f"{key}: expected a finite number, got {value}")
     return int(value) if integer else float(value)
 

@@ -1,9 +1,11 @@
-"""Callbacks: early stopping (with best-weight restore) and stopping on NaN."""
+"""Callbacks: early stopping (with best-weight restore), stopping on NaN, and what the
+checkpoint and learning-rate callbacks refuse."""
 import numpy as np
 import pytest
 
 from cnet import CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Trainer, optim
-from cnet.callbacks import Callback, EarlyStopping, TerminateOnNaN
+from cnet.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
+                            TerminateOnNaN)
 
 
 def problem(seed=0):
@@ -82,3 +84,19 @@ def test_a_callback_class_instead_of_an_instance_is_named():
     trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01))
     with pytest.raises(TypeError, match=r"callbacks\[0\]: .*the class EarlyStopping"):
         trainer.fit(X, y, epochs=1, verbose=0, callbacks=[EarlyStopping])
+
+
+def test_checkpoint_path_naming_a_missing_log_is_a_clear_error(tmp_path):
+    model, X, y = problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.01))
+    for template in ["m-{val_loss:.3f}.safetensors", "{run}.safetensors", "m-{}.safetensors"]:
+        callback = ModelCheckpoint(str(tmp_path / template))
+        with pytest.raises(ValueError, match=r"filepath: cannot fill .*\['accuracy', 'loss'\]"):
+            trainer.fit(X, y, epochs=1, verbose=0, callbacks=[callback])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("scheduler", [lambda epoch, lr: lr * 0.9, None, 0.1])
+def test_learning_rate_scheduler_needs_a_scheduler(scheduler):
+    with pytest.raises(TypeError, match="scheduler: expected a cnet.schedulers scheduler"):
+        LearningRateScheduler(scheduler)

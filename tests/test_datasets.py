@@ -660,3 +660,13 @@ def test_npz_member_compressed_another_way_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="compressed with zip method 12; expected stored or "
                                          "deflate"):
         load_npz(tmp_path / "b.npz")
+
+
+def test_npz_whose_directory_points_past_the_file_is_a_value_error(tmp_path):
+    np.savez_compressed(tmp_path / "c.npz", X=np.zeros((100, 2)), y=np.arange(100))
+    raw = bytearray((tmp_path / "c.npz").read_bytes())
+    end = raw.rfind(b"PK\x05\x06")
+    raw[end + 19] ^= 0xFF                   # the top byte of the central directory's offset
+    (tmp_path / "bad.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="bad.npz"):
+        load_npz(tmp_path / "bad.npz")

@@ -575,6 +575,30 @@ def test_metadata_that_does_not_describe_a_valid_model(tmp_path, edit, match):
     rejected(cnet_file(tmp_path / "f", edit=edit), match)
 
 
+def test_numbers_beyond_float64_and_absurd_step_counts_are_rejected(tmp_path):
+    """JSON's grammar allows 1e999 and 10**400; a float64 does not, nor an int64 counter."""
+    model = Sequential(Dense(3, 4), ReLU(), Dense(4, 2), seed=0)
+    optimizer = optim.SGD(model.parameters(), lr=0.001)
+    for i, (old, new, match) in enumerate([('"lr": 0.001', '"lr": 1e999', "beyond float64"),
+                                           ('"lr": 0.001', '"lr": 1' + "0" * 400, "lr"),
+                                           ('"step": 0', f'"step": {2**63}', "step")]):
+        path = cnet_file(tmp_path / f"f{i}", model, optimizer)
+        stored, meta = cio.read_safetensors(path)
+        assert old in meta["cnet.optimizer"]
+        meta["cnet.optimizer"] = meta["cnet.optimizer"].replace(old, new)
+        cio.write_safetensors(path, stored, meta)
+        rejected(path, match)
+
+
+def test_extra_nested_too_deeply_for_json_is_an_error(tmp_path):
+    deep = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="extra: nested too deeply"):
+        cnet.save(Sequential(Dense(3, 2)), tmp_path / "m.safetensors", extra=deep)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_layer_widths_that_do_not_chain(tmp_path):
     def edit(m):
         m["cnet.model"]["layers"] = [{"type": "Dense", "config": {"in_features": 3,

@@ -479,3 +479,22 @@ def test_trainer_clipping_matches_manual_clipping(dtype):
     assert max(norms) > 0.1                  # clipping did happen
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
     assert_allclose(fitted.flat_data, manual.flat_data, **tol)
+
+
+def test_hyper_parameters_beyond_float64_are_value_errors():
+    model = Sequential(Dense(3, 2), seed=0)
+    for kwargs in [dict(lr=10**400), dict(lr=0.1, momentum=10**400),
+                   dict(lr=0.1, weight_decay=-10**400)]:
+        with pytest.raises(ValueError, match="expected a finite value"):
+            optim.SGD(model.parameters(), **kwargs)
+
+
+@pytest.mark.parametrize("step", [2**63, 2**62 + 1, -1])
+def test_a_step_count_beyond_the_step_runners_counter_is_refused(step):
+    model = Sequential(Dense(3, 2), seed=0)
+    opt = optim.Adam(model.parameters())
+    state = opt.state_dict()
+    state["step"] = step
+    with pytest.raises(ValueError, match=r"step.*\[0, 2\*\*62\]"):
+        opt.load_state_dict(state)
+    assert opt.step_count == 0
