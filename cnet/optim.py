@@ -173,8 +173,28 @@ class Optimizer:
             for offset, length in _spans(group["params"]):
                 self.flat_grad[offset:offset + length] = 0
 
+    def _check_groups(self):
+        """param_groups as they are now (PyTorch lets them be edited between steps): every
+        group's hyper-parameters valid, and none turned on that needs a state array this
+        optimizer did not allocate (the kernels would write through a null pointer)."""
+        for i, group in enumerate(self.param_groups):
+            try:
+                self._check(group)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"param_groups[{i}]: {exc}") from None
+            if not all(isinstance(p, Parameter) and p.flat_data is self.flat_data
+                       for p in group["params"]):
+                raise ValueError(f"param_groups[{i}]['params']: expected parameters of the "
+                                 f"model this optimizer was built for")
+        for name in self.state_names:
+            if self.state[name] is None and self._needs_state(name, self.param_groups):
+                raise ValueError(f"param_groups: the options set since this optimizer was "
+                                 f"built need its state {name!r}, which it did not allocate; "
+                                 f"construct it with those options")
+
     def step(self):
         """One update of every parameter from its .grad."""
+        self._check_groups()
         self.step_count += 1
         for group in self.param_groups:
             for offset, length in _spans(group["params"]):
@@ -185,6 +205,7 @@ class Optimizer:
     def kernel_groups(self):
         """[(config, spans)] for the step runner: each group's hyper-parameters as the kernel
         reads them, and its arena spans."""
+        self._check_groups()
         return [(self._config(g), _spans(g["params"])) for g in self.param_groups]
 
     # --- saving and resuming -------------------------------------------------------------

@@ -498,3 +498,48 @@ def test_a_step_count_beyond_the_step_runners_counter_is_refused(step):
     with pytest.raises(ValueError, match=r"step.*\[0, 2\*\*62\]"):
         opt.load_state_dict(state)
     assert opt.step_count == 0
+
+
+@pytest.mark.parametrize("make, key, value", [
+    (lambda p: optim.SGD(p, lr=0.1), "momentum", 0.9),
+    (lambda p: optim.Adam(p), "amsgrad", True),
+    (lambda p: optim.RMSprop(p), "centered", True),
+    (lambda p: optim.RMSprop(p), "momentum", 0.5),
+])
+def test_an_edited_group_needing_state_not_allocated_is_refused(make, key, value):
+    """PyTorch creates such state lazily; cnet's step runner holds pointers to state arrays
+    allocated once, so the edit is refused (a null pointer in the kernel, before)."""
+    X = np.random.default_rng(0).standard_normal((32, 4))
+    y = np.arange(32) % 2
+    model = Sequential(Dense(4, 8), Tanh(), Dense(8, 2), seed=0)
+    opt = make(model.parameters())
+    trainer = Trainer(model, CrossEntropyLoss(), opt)
+    trainer.fit(X, y, epochs=1, verbose=0)
+    opt.param_groups[0][key] = value
+    before = model.flat_data.copy()
+    with pytest.raises(ValueError, match="param_groups: the options set since"):
+        trainer.fit(X, y, epochs=1, verbose=0)
+    model.flat_grad[:] = 1
+    with pytest.raises(ValueError, match="param_groups: the options set since"):
+        opt.step()
+    assert np.array_equal(model.flat_data, before)
+
+
+@pytest.mark.parametrize("value, error", [(float("nan"), ValueError), ("0.1", TypeError)])
+def test_an_edited_learning_rate_is_checked_before_it_is_used(value, error):
+    model = Sequential(Dense(4, 2), seed=0)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    opt.param_groups[0]["lr"] = value
+    with pytest.raises(error, match=r"param_groups\[0\]: lr"):
+        opt.step()
+    with pytest.raises(error, match=r"param_groups\[0\]: lr"):
+        Trainer(model, CrossEntropyLoss(), opt).fit(np.zeros((4, 4)), np.zeros(4, np.int64),
+                                                   verbose=0)
+
+
+def test_a_parameter_of_another_model_in_a_group_is_refused():
+    model, other = Sequential(Dense(4, 2), seed=0), Sequential(Dense(4, 2), seed=1)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    opt.param_groups[0]["params"].append(other[0].weight)
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]"):
+        opt.step()
