@@ -17,7 +17,8 @@ import numpy as np
 
 from cnet import _activations, _blas
 from cnet._engine import StepRunner
-from cnet._validation import as_generator, as_matrix, check_positive_int
+from cnet._validation import (as_generator, as_matrix, check_positive_int,
+                              first_non_finite)
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 from cnet.model import Sequential
 from cnet.optim import LBFGS, Optimizer
@@ -257,7 +258,13 @@ class Trainer:
                 raise ValueError(f"X: expected finite values, got "
                                  f"{X[bad][~np.isfinite(X[bad])][0]} at row {bad}")
             if done < n_batches:
-                self._diverged(snapshot, on_nan, epoch, done, losses[done])
+                diverged = f"loss: became {losses[done]} at epoch {epoch + 1}, batch {done + 1}"
+            elif on_nan != "continue" and not self._finite_state():
+                diverged = f"weights: became NaN or infinite in epoch {epoch + 1}"
+            else:
+                diverged = None
+            if diverged:
+                self._diverged(snapshot, on_nan, epoch, diverged)
                 history._append(epoch, {"loss": float("nan")})
                 break
             logs = {"loss": float(np.dot(losses, rows) / n)}
@@ -351,16 +358,21 @@ class Trainer:
                 return first, bad
         return n_batches, -1
 
-    def _diverged(self, snapshot, on_nan, epoch, batch, loss):
-        current = (self.model.flat_data, self.model.flat_buffers)
-        if not all(np.isfinite(a).all() for a in current):
+    def _finite_state(self):
+        """Whether the weights and running statistics are all finite (an update can overflow
+        them while the loss it followed was finite). min and max see NaN and inf without a
+        temporary array."""
+        return all(a.size == 0 or (math.isfinite(a.min()) and math.isfinite(a.max()))
+                   for a in (self.model.flat_data, self.model.flat_buffers))
+
+    def _diverged(self, snapshot, on_nan, epoch, what):
+        if not self._finite_state():
             snapshot.restore()
             kept = f"the weights of the start of epoch {epoch + 1}"
         else:
             kept = "the weights of the last update, which are finite"
-        message = (f"loss: became {loss} at epoch {epoch + 1}, batch {batch + 1}; training "
-                   f"stopped and kept {kept} (lower the learning rate, or clip gradients "
-                   f"with max_grad_norm)")
+        message = (f"{what}; training stopped and kept {kept} (lower the learning rate, or "
+                   f"clip gradients with max_grad_norm)")
         if on_nan == "raise":
             raise FloatingPointError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -398,6 +410,11 @@ class Trainer:
         n_val = math.ceil(len(X) * validation_split)
         if n_val >= len(X):
             raise ValueError(f"validation_split: {validation_split} leaves no training rows")
+        # Checked now: training checks only its own rows, and the model must stay untouched.
+        found = first_non_finite(X[-n_val:])
+        if found is not None:
+            raise ValueError(f"X: expected finite values, got {found[1]} at row "
+                             f"{len(X) - n_val + found[0]}")
         return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
 
     # --- inference -----------------------------------------------------------------------

@@ -212,3 +212,33 @@ def test_divergence_continue_trains_on_like_keras():
     assert len(history.epoch) == 2 and not np.isfinite(history.history["loss"][-1])
     with pytest.raises(ValueError, match="on_nan"):
         trainer.fit(X, y, on_nan="ignore")
+
+
+def test_nan_in_the_validation_split_rows_is_refused_before_training():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    X[19, 2] = np.nan                           # in the last 20%: the validation rows
+    model = Sequential(Dense(4, 8), ReLU(), Dense(8, 3), seed=0)
+    before = model.flat_data.copy()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="X: expected finite values, got nan at row 19"):
+        trainer.fit(X, y, epochs=3, validation_split=0.2, verbose=0)
+    assert np.array_equal(model.flat_data, before)
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_weights_overflowed_by_an_update_after_a_finite_loss_are_not_kept(epochs):
+    """The last update of an epoch can make the weights infinite while its loss was finite;
+    fit then stops as for a non-finite loss, with the epoch's starting weights."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    model = Sequential(Dense(4, 8), ReLU(), Dense(8, 3), seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=1e300))
+    with pytest.raises(FloatingPointError, match="weights: became NaN or infinite in epoch 1"):
+        trainer.fit(X, y, epochs=epochs, batch_size=32, verbose=0)
+    assert np.isfinite(model.flat_data).all()
+    with pytest.warns(RuntimeWarning, match="weights: became"):
+        history = trainer.fit(X, y, epochs=epochs, batch_size=32, verbose=0, on_nan="stop")
+    assert np.isfinite(model.flat_data).all() and np.isnan(history.history["loss"][-1])
