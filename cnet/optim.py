@@ -174,14 +174,12 @@ class Optimizer:
                 self.flat_grad[offset:offset + length] = 0
 
     def _check_groups(self):
-        """param_groups as they are now (PyTorch lets them be edited between steps): every
-        group's hyper-parameters valid, and none turned on that needs a state array this
-        optimizer did not allocate (the kernels would write through a null pointer)."""
+        """What the kernels need of param_groups as they are now (PyTorch lets them be edited
+        between steps): no option turned on that needs a state array this optimizer did not
+        allocate (the kernels would write through a null pointer), and only this model's
+        parameters. Edited values are not checked again (nor are they in PyTorch): a NaN
+        learning rate makes NaN weights, which fit reports as a divergence."""
         for i, group in enumerate(self.param_groups):
-            try:
-                self._check(group)
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"param_groups[{i}]: {exc}") from None
             if not all(isinstance(p, Parameter) and p.flat_data is self.flat_data
                        for p in group["params"]):
                 raise ValueError(f"param_groups[{i}]['params']: expected parameters of the "

@@ -360,9 +360,11 @@ class Trainer:
 
     def _finite_state(self):
         """Whether the weights and running statistics are all finite (an update can overflow
-        them while the loss it followed was finite). min and max see NaN and inf without a
-        temporary array."""
-        return all(a.size == 0 or (math.isfinite(a.min()) and math.isfinite(a.max()))
+        them while the loss it followed was finite). A NaN or inf makes the dot product of an
+        array with itself non-finite (one pass, no temporary array); so can large finite
+        values, which min and max then tell apart."""
+        return all(a.size == 0 or math.isfinite(np.dot(a, a))
+                   or (math.isfinite(a.min()) and math.isfinite(a.max()))
                    for a in (self.model.flat_data, self.model.flat_buffers))
 
     def _diverged(self, snapshot, on_nan, epoch, what):

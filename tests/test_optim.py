@@ -525,18 +525,6 @@ def test_an_edited_group_needing_state_not_allocated_is_refused(make, key, value
     assert np.array_equal(model.flat_data, before)
 
 
-@pytest.mark.parametrize("value, error", [(float("nan"), ValueError), ("0.1", TypeError)])
-def test_an_edited_learning_rate_is_checked_before_it_is_used(value, error):
-    model = Sequential(Dense(4, 2), seed=0)
-    opt = optim.SGD(model.parameters(), lr=0.1)
-    opt.param_groups[0]["lr"] = value
-    with pytest.raises(error, match=r"param_groups\[0\]: lr"):
-        opt.step()
-    with pytest.raises(error, match=r"param_groups\[0\]: lr"):
-        Trainer(model, CrossEntropyLoss(), opt).fit(np.zeros((4, 4)), np.zeros(4, np.int64),
-                                                   verbose=0)
-
-
 def test_a_parameter_of_another_model_in_a_group_is_refused():
     model, other = Sequential(Dense(4, 2), seed=0), Sequential(Dense(4, 2), seed=1)
     opt = optim.SGD(model.parameters(), lr=0.1)
