@@ -363,9 +363,10 @@ class Trainer:
         them while the loss it followed was finite). A NaN or inf makes the dot product of an
         array with itself non-finite (one pass, no temporary array); so can large finite
         values, which min and max then tell apart."""
-        return all(a.size == 0 or math.isfinite(np.dot(a, a))
-                   or (math.isfinite(a.min()) and math.isfinite(a.max()))
-                   for a in (self.model.flat_data, self.model.flat_buffers))
+        with np.errstate(over="ignore", invalid="ignore"):
+            return all(a.size == 0 or math.isfinite(np.dot(a, a))
+                       or (math.isfinite(a.min()) and math.isfinite(a.max()))
+                       for a in (self.model.flat_data, self.model.flat_buffers))
 
     def _diverged(self, snapshot, on_nan, epoch, what):
         if not self._finite_state():
