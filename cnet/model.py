@@ -45,6 +45,12 @@ class Sequential:
                 raise TypeError(f"layers[{i}]: expected a cnet layer, got {type(layer).__name__}")
             if any(layer is other for other in layers[:i]):
                 raise ValueError(f"layers[{i}]: the same layer object appears twice")
+            # A layer's parameters are views of its model's arena: in a second model it would
+            # follow that model's weights in one path and the first model's in another.
+            if getattr(layer, "_in_model", False):
+                raise ValueError(f"layers[{i}]: this {type(layer).__name__} already belongs to "
+                                 f"another Sequential; build a new layer (models cannot share "
+                                 f"layers as PyTorch modules can)")
         if not layers:
             raise ValueError("layers: expected at least one layer")
         self.layers = list(layers)
@@ -59,6 +65,8 @@ class Sequential:
             width = layer.output_width(width)
         self.out_features = width
         self._allocate(as_generator("seed", seed))
+        for layer in layers:
+            layer._in_model = True
 
     @classmethod
     def mlp(cls, widths, activation=ReLU, dropout=0.0, init="torch", dtype="float32",

@@ -175,3 +175,17 @@ def test_mlp_without_activation_and_with_zero_init():
 def test_mlp_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         Sequential.mlp(**kwargs)
+
+
+def test_a_layer_of_one_model_cannot_join_another():
+    """Its parameters are views of the first model's arena: in a second model, its manual
+    forward would follow one model's weights and the Trainer the other's."""
+    dense = Dense(4, 2)
+    first = Sequential(dense, seed=0)
+    with pytest.raises(ValueError, match=r"layers\[1\]: this Dense already belongs to another"):
+        Sequential(ReLU(), dense, seed=1)
+    assert first[0] is dense
+    relu = ReLU()           # a model that fails to build does not claim its layers
+    with pytest.raises(ValueError, match="expected 3 input features"):
+        Sequential(relu, Dense(4, 2), Dense(3, 2))
+    assert Sequential(relu, Dense(4, 2)).layers[0] is relu
