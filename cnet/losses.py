@@ -64,6 +64,14 @@ def _first(bad):
     return index, (index[0] if len(index) == 1 else index)
 
 
+def _check_probabilities(name, values, hint=""):
+    bad = ~((values >= 0) & (values <= 1))
+    if bad.any():
+        index, where = _first(bad)
+        raise ValueError(f"{name}: expected probabilities in [0, 1]{hint}, got {values[index]} "
+                         f"at index {where}")
+
+
 def _check_values(name, values, max_ndim=None):
     """values as a read-only float64 array of finite numbers (a weight or pos_weight)."""
     arr = as_numeric_array(name, values)
@@ -299,6 +307,7 @@ class _ElementwiseLoss(_Loss):
                              f"got {expected.shape}")
         self._check_output(arr)
         expected = c_array(expected, arr.dtype)
+        self._check_target(expected)
         dinput = np.empty_like(arr)
         losses = self._new_losses(arr.shape, arr.dtype)
         grid = self._grid(arr.shape)
@@ -317,6 +326,9 @@ class _ElementwiseLoss(_Loss):
     def _check_output(self, output):
         """Value checks on the output (BCELoss: probabilities)."""
 
+    def _check_target(self, target, name="target"):
+        """Value checks on the target (BCELoss: probabilities)."""
+
     def _kernel_args(self, shape, dtype):
         """The kernel's options after input and target."""
         return ()
@@ -333,6 +345,7 @@ class _ElementwiseLoss(_Loss):
         arr = as_matrix(name, arr, resolve_dtype(dtype), n_features=n_outputs)
         if arr.shape[0] != n_rows:
             raise ValueError(f"{name}: expected {n_rows} rows (one per sample), got {arr.shape[0]}")
+        self._check_target(arr, name)
         return arr
 
     def _kernel_spec(self):
@@ -432,19 +445,17 @@ class BCELoss(_WeightedBinaryLoss):
     """torch.nn.BCELoss on probabilities (e.g. after Sigmoid):
     -weight (t log x + (1 - t) log(1 - x)), each log clamped at -100 as PyTorch, so x = 0
     or 1 gives a finite loss. The gradient is PyTorch's, (x - t) / max(x (1 - x), 1e-12).
-    Outputs outside [0, 1] (or NaN) are a ValueError, as in PyTorch; targets are not
-    checked (neither does PyTorch). In Trainer.fit the output is not checked (end the model
-    with Sigmoid)."""
+    Outputs and targets outside [0, 1] (or NaN) are a ValueError, as in PyTorch. In
+    Trainer.fit the output is not checked (end the model with Sigmoid)."""
 
     _kernel = _losses.bce_loss
     _kind = _losses.LOSS_BCE
 
     def _check_output(self, output):
-        bad = ~((output >= 0) & (output <= 1))
-        if bad.any():
-            index, where = _first(bad)
-            raise ValueError(f"output: expected probabilities in [0, 1] (e.g. after Sigmoid), "
-                             f"got {output[index]} at index {where}")
+        _check_probabilities("output", output, " (e.g. after Sigmoid)")
+
+    def _check_target(self, target, name="target"):
+        _check_probabilities(name, target)
 
 
 class BCEWithLogitsLoss(_WeightedBinaryLoss):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cnet import _losses, reference
+from cnet import Dense, Sequential, Sigmoid, Trainer, _losses, optim, reference
 from cnet.losses import BCELoss, BCEWithLogitsLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss
 from helpers import dims, dtypes, numerical_gradient, random_array, seeds, tol
 
@@ -551,3 +551,16 @@ def test_float32_element_gets_the_same_bits_in_a_whole_or_a_partial_block(loss):
     for r in range(len(output)):
         part = loss(output[r:r + 1, :15].copy(), target[r:r + 1, :15].copy())
         assert_array_equal(part[0], whole[r, :15])
+
+
+@pytest.mark.parametrize("bad", [2.0, -1.0, np.nan])
+def test_bce_targets_outside_0_1_are_refused_as_in_pytorch(bad):
+    """torch.nn.BCELoss raises "all elements of target should be between 0 and 1"."""
+    output = np.array([[0.9, 0.2]], np.float32)
+    with pytest.raises(ValueError, match=r"target: expected probabilities in \[0, 1\]"):
+        BCELoss()(output, np.array([[1.0, bad]], np.float32))
+    model = Sequential(Dense(2, 2), Sigmoid(), seed=0)
+    trainer = Trainer(model, BCELoss(), optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match=r"y: expected (probabilities in \[0, 1\]|finite)"):
+        trainer.fit(np.ones((4, 2), np.float32), np.full((4, 2), bad, np.float32), verbose=0)
+    assert BCELoss()(output, np.array([[1.0, 0.0]], np.float32)) > 0
