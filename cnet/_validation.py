@@ -1,4 +1,5 @@
 """Argument checks shared by the Python layer: the compiled kernels trust what passes here."""
+import math
 import numbers
 
 import numpy as np
@@ -15,6 +16,20 @@ def resolve_dtype(dtype):
     if resolved not in FLOAT_DTYPES:
         raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
     return resolved
+
+
+def check_number(name, value, expected, ok=lambda v: True):
+    """value as a float: a real number (not a bool or a string), finite, and ok(value);
+    else a TypeError or ValueError naming `name` and `expected`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:           # an int beyond float64
+        number = float("inf")
+    if not (math.isfinite(number) and ok(number)):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return number
 
 
 def check_positive_int(name, value):
@@ -36,6 +51,9 @@ def c_array(x, dtype=None):
 def as_generator(name, seed):
     """seed (None, a non-negative int, a SeedSequence or a numpy.random.Generator, which is
     used as it is, so its state carries on) as a Generator; anything else names `name`."""
+    if isinstance(seed, (bool, np.bool_)):      # default_rng would take True for 1
+        raise TypeError(f"{name}: expected None, a non-negative int or a "
+                        f"numpy.random.Generator, got {seed!r}")
     try:
         return np.random.default_rng(seed)
     except (TypeError, ValueError) as exc:

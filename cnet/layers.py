@@ -5,12 +5,12 @@ Parameters live in the owning model's flat arena (see model.py); a layer holds v
 `forward` keeps what `backward` needs; `backward` accumulates parameter gradients
 (PyTorch's accumulate-until-zero_grad) and returns the gradient w.r.t. its input.
 """
-import math
 
 import numpy as np
 
 from cnet import _activations, _batchnorm, _dense, _dropout
-from cnet._validation import FLOAT_DTYPES, as_numeric_array, c_array, check_positive_int
+from cnet._validation import (FLOAT_DTYPES, as_numeric_array, c_array, check_number,
+                               check_positive_int)
 from cnet.init import INITIALIZERS, initialize
 
 __all__ = ["Layer", "Dense", "Linear", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
@@ -88,7 +88,7 @@ class Dense(Layer):
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
         self.use_bias = bool(bias)
-        if init not in INITIALIZERS:
+        if not (isinstance(init, str) and init in INITIALIZERS):
             raise ValueError(f"init: expected one of {sorted(INITIALIZERS)}, got {init!r}")
         self.init = init
         self.weight = None
@@ -199,9 +199,7 @@ class LeakyReLU(Activation):
     kind = _activations.ACT_LEAKY_RELU
 
     def __init__(self, negative_slope=0.01):
-        self.negative_slope = float(negative_slope)
-        if not math.isfinite(self.negative_slope):
-            raise ValueError(f"negative_slope: expected a finite number, got {negative_slope!r}")
+        self.negative_slope = check_number("negative_slope", negative_slope, "a finite number")
 
     def config(self):
         return {"negative_slope": self.negative_slope}
@@ -219,7 +217,7 @@ class Softmax(Activation):
     kind = _activations.ACT_SOFTMAX
 
     def __init__(self, dim=-1):
-        if dim not in (1, -1):
+        if isinstance(dim, (bool, np.bool_)) or dim not in (1, -1):
             raise ValueError(f"dim: expected 1 or -1 (the feature axis of a 2-D input), got {dim!r}")
         self.dim = dim
 
@@ -249,9 +247,7 @@ class Dropout(Layer):
     op = "dropout"
 
     def __init__(self, p=0.5):
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = check_number("p", p, "a probability in [0, 1]", lambda v: 0.0 <= v <= 1.0)
         self.rng_state = np.zeros(2, np.uint64)   # (key, counter) of the mask stream
 
     def bind(self, parameters, buffers, rng):
@@ -290,12 +286,9 @@ class BatchNorm1d(Layer):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True):
         self.num_features = check_positive_int("num_features", num_features)
-        if not (isinstance(eps, (int, float)) and eps > 0):
-            raise ValueError(f"eps: expected a positive number, got {eps!r}")
-        if momentum is not None and not (isinstance(momentum, (int, float))
-                                         and 0.0 <= momentum <= 1.0):
-            raise ValueError(f"momentum: expected a number in [0, 1] or None, got {momentum!r}")
-        self.eps, self.momentum = float(eps), momentum
+        self.eps = check_number("eps", eps, "a positive number", lambda v: v > 0)
+        self.momentum = None if momentum is None else check_number(
+            "momentum", momentum, "a number in [0, 1] or None", lambda v: 0.0 <= v <= 1.0)
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         self.weight = self.bias = self.running_mean = self.running_var = None
         self.num_batches_tracked = np.zeros(1, np.int64)

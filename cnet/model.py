@@ -5,6 +5,8 @@ their gradients in a second one of the same size (`model.flat_grad`). Each layer
 `weight` / `bias` is a Parameter whose `.data` and `.grad` are views into them, so an
 optimizer step is one loop over two flat arrays and a checkpoint is one vector.
 """
+import math
+
 import numpy as np
 
 from cnet._validation import as_generator, as_matrix, resolve_dtype
@@ -17,7 +19,7 @@ class Parameter:
     """A named slice of a model's arena; `.data` and `.grad` are views shaped like the tensor."""
 
     def __init__(self, name, flat_data, flat_grad, offset, shape):
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         self.name = name
         self.offset = offset
         self.data = flat_data[offset:offset + size].reshape(shape)
@@ -105,18 +107,20 @@ class Sequential:
         """One flat array for the parameters, one for their gradients, one for buffers
         (running statistics), then each layer binds its views and initialises them."""
         param_shapes = self._shapes("param_shapes")
-        total = sum(int(np.prod(shape)) for _, shape in param_shapes)
+        total = sum(math.prod(shape) for _, shape in param_shapes)
+        if total * self.dtype.itemsize >= 2**63:
+            raise ValueError(f"layers: {total:,} parameters are more than an array can hold")
         self.flat_data = np.zeros(total, self.dtype)
         self.flat_grad = np.zeros(total, self.dtype)
         self._parameters, offset = {}, 0
         for name, shape in param_shapes:
             self._parameters[name] = Parameter(name, self.flat_data, self.flat_grad, offset, shape)
-            offset += int(np.prod(shape))
+            offset += math.prod(shape)
         buffer_shapes = self._shapes("buffer_shapes")
-        self.flat_buffers = np.zeros(sum(int(np.prod(s)) for _, s in buffer_shapes), self.dtype)
+        self.flat_buffers = np.zeros(sum(math.prod(s) for _, s in buffer_shapes), self.dtype)
         self._buffers, offset = {}, 0
         for name, shape in buffer_shapes:
-            size = int(np.prod(shape))
+            size = math.prod(shape)
             self._buffers[name] = self.flat_buffers[offset:offset + size].reshape(shape)
             offset += size
         for i, layer in enumerate(self.layers):

@@ -4,8 +4,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 import cnet
-from cnet import (CrossEntropyLoss, Dense, Dropout, LeakyReLU, MSELoss, ReLU, Sequential,
-                  Sigmoid, Tanh)
+from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, LeakyReLU, MSELoss, ReLU,
+                  Sequential, Sigmoid, Softmax, Tanh)
 from helpers import check_model_gradients
 
 
@@ -189,3 +189,28 @@ def test_a_layer_of_one_model_cannot_join_another():
     with pytest.raises(ValueError, match="expected 3 input features"):
         Sequential(relu, Dense(4, 2), Dense(3, 2))
     assert Sequential(relu, Dense(4, 2)).layers[0] is relu
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: Dense(4, 3, init=["he"]), ValueError, "init: expected one of"),
+    (lambda: Sequential(Dense(2**32, 2**32)), ValueError, "more than an array can hold"),
+    (lambda: LeakyReLU(None), TypeError, "negative_slope"),
+    (lambda: LeakyReLU("0.1"), TypeError, "negative_slope"),
+    (lambda: LeakyReLU(float("nan")), ValueError, "negative_slope"),
+    (lambda: Softmax(dim=True), ValueError, "dim"),
+    (lambda: Dropout("0.5"), TypeError, "p: expected a probability"),
+    (lambda: Dropout(10**400), ValueError, "p: expected a probability"),
+    (lambda: BatchNorm1d(3, eps=float("inf")), ValueError, "eps"),
+    (lambda: BatchNorm1d(3, momentum=1.5), ValueError, "momentum"),
+    (lambda: Sequential(Dense(2, 2), seed=True), TypeError, "seed"),
+])
+def test_layer_arguments_of_the_wrong_kind_name_the_argument(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_numpy_scalars_are_numbers_for_layer_arguments():
+    assert Dropout(np.float32(0.5)).p == 0.5
+    norm = BatchNorm1d(3, eps=np.float32(1e-5), momentum=np.float64(0.1))
+    assert norm.eps == pytest.approx(1e-5) and norm.momentum == 0.1
+    assert LeakyReLU(np.float32(0.25)).negative_slope == 0.25
