@@ -45,6 +45,7 @@ import json
 import math
 import numbers
 import os
+import reprlib
 import struct
 import tempfile
 
@@ -267,9 +268,9 @@ def _read_header(f, size, where):
             raise ValueError(f"{key}: unsupported dtype {dtype_name!r} "
                              f"(supported: {sorted(_DTYPES)})")
         if (not isinstance(shape, list) or len(shape) > MAX_NDIM
-                or not all(_is_int(d) and d >= 0 for d in shape)):
+                or not all(_is_int(d) and 0 <= d < 2**63 for d in shape)):
             raise ValueError(f"{key}: shape must be a list of at most {MAX_NDIM} "
-                             f"non-negative ints, got {shape!r}")
+                             f"non-negative int64s, got {reprlib.repr(shape)}")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(_is_int(o) for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
             raise ValueError(f"{key}: data_offsets must be [begin, end] with "

@@ -436,6 +436,9 @@ def test_headers_that_are_not_valid(tmp_path, header_bytes, match):
     ({"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}, b"\0" * 4, "shape"),
     ({"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}, b"\0" * 4, "shape"),
     ({"dtype": "F32", "shape": [1] * 33, "data_offsets": [0, 4]}, b"\0" * 4, "shape"),
+    ({"dtype": "F32", "shape": [0, 2**63], "data_offsets": [0, 0]}, b"", "int64s"),
+    ({"dtype": "F32", "shape": [1] * 100_000, "data_offsets": [0, 4]}, b"\0" * 4,
+     r"shape .*\[1, 1, 1, 1, 1, 1, \.\.\.\]$"),    # a long list is not printed whole
     ({"dtype": "F32", "shape": 4, "data_offsets": [0, 16]}, b"\0" * 16, "shape"),
     ({"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}, b"\0" * 4, "data_offsets"),
     ({"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}, b"\0" * 4, "data_offsets"),
