@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from cnet import _optim
+from cnet._validation import check_number
 from cnet.model import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "LBFGS",
@@ -25,20 +26,11 @@ MAX_STEP = 2**62    # a loaded step count, far below the step runner's int64 cou
 
 
 def _check_hyper(name, value, low=0.0, high=math.inf, high_open=False):
-    # Not float(value): that accepts "0.1", b"1" and 1-element arrays, which the kernels
-    # (and JSON) then refuse.
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a number, got {value!r}")
-    try:
-        value = float(value)
-    except OverflowError:           # an int beyond float64 (10**400)
-        value = math.inf if value > 0 else -math.inf
-    if not math.isfinite(value) or not (low <= value < high if high_open
-                                        else low <= value <= high):
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"{name}: expected a finite value in [{low}, {high}{bracket}, "
-                         f"got {value}")
-    return value
+    # Not float(value) alone: that accepts "0.1", b"1" and 1-element arrays, which the
+    # kernels (and JSON) then refuse.
+    bracket = ")" if high_open else "]"
+    return check_number(name, value, f"a finite value in [{low}, {high}{bracket}",
+                        lambda v: low <= v < high if high_open else low <= v <= high)
 
 
 def _check_bool(name, value):
