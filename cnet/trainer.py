@@ -193,10 +193,12 @@ class Trainer:
 
         When a batch's loss is NaN or infinite, training stops before that batch's update
         and the last finite weights are kept (those of the start of the epoch if the
-        current ones are not finite); on_nan="raise" then raises FloatingPointError naming
-        the epoch and batch, "stop" warns and returns the History so far (the diverged
-        epoch's loss is NaN), "continue" trains on regardless, as Keras does.
-        NaN or inf in X raises ValueError with the model left as it was before fit.
+        current ones are not finite); so it does when an epoch's updates leave the weights
+        or running statistics NaN or infinite after finite losses. on_nan="raise" then
+        raises FloatingPointError naming the epoch (and batch), "stop" warns and returns the
+        History so far (the diverged epoch's loss is NaN), "continue" trains on regardless,
+        as Keras does. NaN or inf in X (validation_split's rows included) raises ValueError
+        with the model left as it was before fit.
 
         seed: the shuffles' generator: None, an int, or a numpy.random.Generator, which is
         used as it is, so its state carries on from call to call. To resume a run from a
