@@ -160,18 +160,36 @@ class Trainer:
         return isinstance(self.loss, (BCELoss, BCEWithLogitsLoss))
 
     def _runner(self, batch_size, training, y=None):
+        """A step runner for this batch size, kept for the next call (with its workspace and
+        threads) while nothing it copied has changed since: the layers' settings, and for
+        training the optimizer object, max_grad_norm and the loss's settings. (The
+        optimizer's hyper-parameters it re-reads at every call.)"""
+        if training and self.optimizer.flat_data is not self.model.flat_data:
+            raise ValueError("optimizer: expected an optimizer over this model's parameters")
         loss = self.loss if y is None else self.loss._for_targets(y)  # e.g. soft labels
         key = (batch_size, training) if loss is self.loss else (batch_size, training, type(loss))
-        if key in self._runners:
+        settings = self._runner_settings(loss if training else None)
+        if key in self._runners and self._runners[key][1] == settings:
             self._runners.move_to_end(key)
-            return self._runners[key]
+            return self._runners[key][0]
+        self._runners.pop(key, None)
         runner = (StepRunner(self.model, batch_size, loss, self.optimizer,
                              self.max_grad_norm or 0.0)
                   if training else StepRunner(self.model, batch_size))
         if len(self._runners) >= MAX_RUNNERS:
             self._runners.popitem(last=False)      # its threads exit with it
-        self._runners[key] = runner
+        self._runners[key] = (runner, settings)
         return runner
+
+    def _runner_settings(self, loss):
+        """What a step runner copies when it is built, as a value to compare."""
+        layers = tuple((type(layer), tuple(layer.config().items()))
+                       for layer in self.model.layers)
+        if loss is None:
+            return layers
+        spec = tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v)
+                     for k, v in sorted(loss._kernel_spec().items()))
+        return layers, id(self.optimizer), self.max_grad_norm, spec
 
     def _check_X(self, X, check_finite, name="X"):
         return as_matrix(name, X, self.model.dtype, self.model.in_features, check_finite)

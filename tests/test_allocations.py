@@ -160,7 +160,8 @@ def test_control_a_step_that_creates_an_array_is_caught(allocate):
 
 def test_control_a_fit_that_keeps_an_array_per_step_is_caught():
     trainer, X, y = setup("cross_entropy-adam-float32")
-    trainer._runners[(BATCH, True)] = KeepingRunner(trainer._runner(BATCH, training=True))
+    runner = KeepingRunner(trainer._runner(BATCH, training=True))
+    trainer._runners[(BATCH, True)] = (runner, trainer._runners[(BATCH, True)][1])  # in its place
     net, blocks, _ = measure(lambda: trainer.fit(X, y, epochs=1, batch_size=BATCH, seed=2,
                                                  verbose=0))
     assert blocks >= N // BATCH and net >= 8 * (N // BATCH)

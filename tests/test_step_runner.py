@@ -222,7 +222,7 @@ def wide_problem(rows=64 * 40, seed=0):
 def fit_recorded(model, X, y, batch=64):
     trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3))
     recorder = RecordingRunner(trainer._runner(batch, training=True, y=y))
-    trainer._runners[(batch, True)] = recorder
+    trainer._runners[(batch, True)] = (recorder, trainer._runners[(batch, True)][1])
     trainer.fit(X, y, epochs=1, batch_size=batch, seed=0, verbose=0)
     return recorder.calls
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from cnet import (CrossEntropyLoss, Dense, LeakyReLU, MSELoss, ReLU, Sequential, Sigmoid, Tanh,
-                  Trainer, cli, optim)
+from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, LeakyReLU, MSELoss, ReLU,
+                  Sequential, Sigmoid, Tanh, Trainer, cli, optim)
 from cnet.data import load_digits
 from helpers import train_manually
 
@@ -242,3 +242,57 @@ def test_weights_overflowed_by_an_update_after_a_finite_loss_are_not_kept(epochs
     with pytest.warns(RuntimeWarning, match="weights: became"):
         history = trainer.fit(X, y, epochs=epochs, batch_size=32, verbose=0, on_nan="stop")
     assert np.isfinite(model.flat_data).all() and np.isnan(history.history["loss"][-1])
+
+
+def _two_fits(change, model_layers, **first):
+    """Weights after fit, `change`, fit again on one Trainer; and the same with a new Trainer
+    (built after the change) for the second fit: the first must not reuse stale copies."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((32, 6)), rng.integers(0, 4, 32)
+    results = []
+    for fresh in (False, True):
+        model = Sequential(*model_layers(), dtype="float64", seed=0)
+        trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
+                          **first)
+        trainer.fit(X, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+        trainer.predict_proba(X)
+        change(trainer)
+        if fresh:
+            trainer = Trainer(model, trainer.loss, trainer.optimizer,
+                              max_grad_norm=trainer.max_grad_norm)
+        trainer.fit(X, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+        results.append((model.state_dict(), trainer.predict_proba(X)))
+    (state, proba), (state_fresh, proba_fresh) = results
+    assert all(state[k].tobytes() == state_fresh[k].tobytes() for k in state)
+    assert proba.tobytes() == proba_fresh.tobytes()
+
+
+def _set(layer_index, **values):
+    def change(trainer):
+        for k, v in values.items():
+            setattr(trainer.model.layers[layer_index], k, v)
+    return change
+
+
+@pytest.mark.parametrize("change, model_layers", [
+    (lambda t: setattr(t, "optimizer", optim.Adam(t.model.parameters(), lr=0.01)),
+     lambda: (Dense(6, 8), Tanh(), Dense(8, 4))),
+    (lambda t: setattr(t, "max_grad_norm", 0.05), lambda: (Dense(6, 8), Tanh(), Dense(8, 4))),
+    (lambda t: setattr(t, "loss", CrossEntropyLoss(label_smoothing=0.2)),
+     lambda: (Dense(6, 8), Tanh(), Dense(8, 4))),
+    (lambda t: setattr(t.loss, "label_smoothing", 0.2),
+     lambda: (Dense(6, 8), Tanh(), Dense(8, 4))),
+    (_set(1, negative_slope=1.0), lambda: (Dense(6, 8), LeakyReLU(0.01), Dense(8, 4))),
+    (_set(1, momentum=0.5, eps=0.1), lambda: (Dense(6, 8), BatchNorm1d(8), Dense(8, 4))),
+    (_set(1, p=0.5), lambda: (Dense(6, 8), Dropout(0.1), Dense(8, 4))),
+])
+def test_a_trainer_follows_changes_made_after_its_first_call(change, model_layers):
+    _two_fits(change, model_layers)
+
+
+def test_an_optimizer_of_another_model_is_refused_when_swapped_in():
+    model, other = Sequential(Dense(4, 2), seed=0), Sequential(Dense(4, 2), seed=1)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    trainer.optimizer = optim.SGD(other.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="optimizer: expected an optimizer over this model"):
+        trainer.fit(np.zeros((4, 4)), np.zeros(4, np.int64), verbose=0)
