@@ -447,3 +447,28 @@ def test_autotune_asks_the_runner_whether_it_threads(threads):
     cnet.set_num_threads(2)
     cnet.set_threaded_min_work(16 * 8 * 64 + 1)
     assert not runner.threaded()
+
+
+@needs_team
+def test_a_team_follows_the_blas_setting_not_another_calls_one_thread_request(threads):
+    """With the default set_num_threads(None), a team is as large as the BLAS's own thread
+    count, also while another trainer's call (which holds the BLAS at one thread for its
+    duration) is running: else its size and last bits would depend on that timing."""
+    import threading
+    blas = scipy_blas_threads()
+    cnet.set_num_threads(None)
+    model, X, y = problem("float32", 0)
+    expected = fit_team_size(model)
+    assert expected == min(blas, 2)    # the widest layer here has 70 outputs: blocks of 16
+    busy, done = Sequential(Dense(64, 256), ReLU(), Dense(256, 10), seed=1), threading.Event()
+    busy_trainer = Trainer(busy, CrossEntropyLoss(), optim.SGD(busy.parameters(), lr=0.01))
+    X_busy = np.ones((64 * 400, 64), np.float32)
+    y_busy = np.arange(len(X_busy)) % 10
+    thread = threading.Thread(target=lambda: (busy_trainer.fit(
+        X_busy, y_busy, epochs=40, batch_size=64, verbose=0), done.set()))
+    thread.start()
+    time.sleep(0.2)             # inside its long calls (if they ended already, nothing tested)
+    during = {fit_team_size(problem("float32", 0)[0]) for _ in range(5)}
+    overlapped = not done.is_set()
+    thread.join()
+    assert during == {expected} or not overlapped

@@ -66,9 +66,17 @@ def _bind_thread_control():
 
 
 cdef int blas_threads() noexcept nogil:
-    """The threads the BLAS may use now (1 while a one-thread request is open, or where
-    cnet cannot control them): the step runner's team is at most this large."""
-    return get_threads() if set_local_threads != NULL else 1
+    """The threads the BLAS may use by its own setting (1 where cnet cannot control them):
+    the step runner's team is at most this large. While one-thread requests are open (this
+    or another trainer's call), the count they found, not their temporary 1: otherwise a
+    team's size, and its results' last bits, would depend on another thread's timing."""
+    cdef int n
+    if set_local_threads == NULL:
+        return 1
+    PyThread_acquire_lock(one_thread_lock, WAIT_LOCK)
+    n = threads_before if one_thread_requests > 0 else get_threads()
+    PyThread_release_lock(one_thread_lock)
+    return n
 
 
 def set_threaded_min_work(work):
