@@ -446,8 +446,12 @@ class Trainer:
         X = self._check_X(X, check_finite=False)   # finiteness: checked chunk by chunk
         out = np.empty((len(X), self.model.out_features), self.model.dtype)
         # Runners for powers of two only: a few serve every size of X (each keeps its
-        # workspace and its team's threads).
-        runner = self._runner(min(PREDICT_BATCH, 1 << max(0, len(X) - 1).bit_length()),
+        # workspace and its team's threads). A BatchNorm1d without running statistics
+        # normalises with the statistics of what it is given: all of X at once, as PyTorch.
+        whole = any(getattr(layer, "track_running_stats", True) is False
+                    for layer in self.model.layers)
+        batch = 1 << max(0, len(X) - 1).bit_length()
+        runner = self._runner(batch if whole else min(PREDICT_BATCH, batch),
                               training=False)
         was_training = self.model.training
         self.model.eval()

@@ -296,3 +296,19 @@ def test_an_optimizer_of_another_model_is_refused_when_swapped_in():
     trainer.optimizer = optim.SGD(other.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="optimizer: expected an optimizer over this model"):
         trainer.fit(np.zeros((4, 4)), np.zeros(4, np.int64), verbose=0)
+
+
+def test_batch_norm_without_running_statistics_predicts_with_the_whole_input():
+    """In eval mode it normalises with the statistics of its input (as PyTorch): predict and
+    evaluate must not split X into chunks (1,500 rows: more than one chunk of 1,024)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((1500, 6)) * [1, 2, 3, 4, 5, 6] + 3, rng.integers(0, 3, 1500)
+    model = Sequential(Dense(6, 8), BatchNorm1d(8, track_running_stats=False), Tanh(),
+                       Dense(8, 3), dtype="float64", seed=0).eval()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    logits = model(X)                      # the manual forward: all rows at once
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    assert_allclose(trainer.predict_proba(X), expected, rtol=1e-12, atol=1e-15)
+    assert trainer.evaluate(X, y)["loss"] == pytest.approx(
+        CrossEntropyLoss()(logits, y), rel=1e-12)
