@@ -258,6 +258,7 @@ class Trainer:
         losses = np.empty(n_batches)
         correct = np.zeros(n_batches, np.int64)
         counted = self._counted_rows(y)
+        row_weights = self._row_weights(y, counted)
         history = History()
         snapshot = _Snapshot(self.model, self.optimizer)
         progress = EpochProgress(verbose, epochs, n_batches, n)
@@ -287,7 +288,7 @@ class Trainer:
                 self._diverged(snapshot, on_nan, epoch, diverged)
                 history._append(epoch, {"loss": float("nan")})
                 break
-            logs = {"loss": float(np.dot(losses, rows) / n)}
+            logs = {"loss": self._epoch_loss(losses, rows, row_weights, order, batch_size)}
             if self.is_classifier and y.ndim == 1:   # counted by the step runner
                 logs["accuracy"] = float(correct.sum() / counted)
             if validation_data is not None:
@@ -377,6 +378,31 @@ class Trainer:
             if not run(min(chunk, n_batches - first), one_thread):
                 return first, bad
         return n_batches, -1
+
+    def _row_weights(self, y, counted):
+        """What each row weighs in a batch's mean loss when not all rows weigh 1: for class
+        indices with class weights or ignored labels, PyTorch's weighted mean divides by
+        the summed weight of the rows counted. None otherwise."""
+        loss = self.loss
+        if not (self.is_classifier and y.ndim == 1
+                and (loss.weight is not None or counted < len(y))):
+            return None
+        weight = 1.0 if loss.weight is None else np.asarray(loss.weight)[np.clip(y, 0, None)]
+        return (y != loss.ignore_index) * weight
+
+    def _epoch_loss(self, losses, rows, row_weights, order, batch_size):
+        """The epoch's loss from its batches' losses, as evaluate would give it for the same
+        weights: with reduction="sum" their sum; with "mean" their mean, each batch weighed
+        by what its mean divides by (its rows, or its rows' summed weight)."""
+        if self.loss.reduction == "sum":
+            return float(losses.sum())
+        mass = rows
+        if row_weights is not None:
+            ordered = row_weights if order is None else row_weights[order]
+            mass = np.add.reduceat(ordered, np.arange(0, len(ordered), batch_size))
+            if not mass.sum() > 0:          # every label ignored: no weighted mean
+                mass = rows
+        return float(np.dot(losses, mass) / mass.sum())
 
     def _finite_state(self):
         """Whether the weights and running statistics are all finite (an update can overflow

@@ -312,3 +312,28 @@ def test_batch_norm_without_running_statistics_predicts_with_the_whole_input():
     assert_allclose(trainer.predict_proba(X), expected, rtol=1e-12, atol=1e-15)
     assert trainer.evaluate(X, y)["loss"] == pytest.approx(
         CrossEntropyLoss()(logits, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("loss", [
+    CrossEntropyLoss(reduction="sum"),
+    CrossEntropyLoss(weight=[0.5, 2.0, 1.0, 3.0]),
+    CrossEntropyLoss(weight=[0.5, 2.0, 1.0, 3.0], ignore_index=1, reduction="mean"),
+    MSELoss(reduction="sum"),
+])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_the_epoch_loss_is_what_evaluate_gives_on_the_same_weights(loss, shuffle):
+    """With lr=0 the weights stay put: the epoch's logged loss, from its batches' losses, is
+    the loss of all the rows (a sum for reduction="sum", PyTorch's weighted mean with class
+    weights), as evaluate and val_loss report it. 37 rows: a last batch of 5."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((37, 6))
+    y = rng.integers(0, 4, 37) if isinstance(loss, CrossEntropyLoss) else rng.standard_normal(37)
+    model = Sequential(Dense(6, 8), Tanh(), Dense(8, 4 if y.dtype.kind == "i" else 1),
+                       dtype="float64", seed=0)
+    trainer = Trainer(model, loss, optim.SGD(model.parameters(), lr=0.0))
+    history = trainer.fit(X, y, epochs=1, batch_size=8, shuffle=shuffle, verbose=0,
+                          validation_data=(X, y))
+    assert history.history["loss"][0] == pytest.approx(trainer.evaluate(X, y)["loss"],
+                                                       rel=1e-12)
+    assert history.history["loss"][0] == pytest.approx(history.history["val_loss"][0],
+                                                       rel=1e-12)
