@@ -165,7 +165,9 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        if self._initial or self.last_epoch % self.step_size != 0:
+        # As torch: only epoch 0 keeps the lrs, so a schedule resumed (last_epoch >= 0) at a
+        # multiple of step_size decays already when it is built.
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
 

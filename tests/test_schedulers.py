@@ -213,3 +213,17 @@ def test_bad_state_dict_is_named_and_nothing_written():
     with pytest.raises(ValueError, match="extra"):
         sched.load_state_dict({**good, "last_epoch": 9, "extra": 1})
     assert sched.state_dict() == good
+
+
+def test_step_lr_resumed_at_a_boundary_decays_when_built_as_torch():
+    """torch's StepLR keeps the lrs only at epoch 0: built with last_epoch=5 (lr 0.1 * 0.3 at
+    epochs 3-5), its first step is epoch 6 and decays: the closed form 0.1 * 0.3**(e // 3)."""
+    opt = make_optimizer()
+    for group in opt.param_groups:
+        group["initial_lr"], group["lr"] = 0.1, 0.1 * 0.3
+    sched = schedulers.StepLR(opt, step_size=3, gamma=0.3, last_epoch=5)
+    lrs = [opt.lr]
+    for _ in range(4):
+        sched.step()
+        lrs.append(opt.lr)
+    assert_allclose(lrs, [0.1 * 0.3 ** (e // 3) for e in range(6, 11)], rtol=1e-15)
