@@ -20,6 +20,7 @@ from cnet._engine import StepRunner
 from cnet._validation import (as_generator, as_matrix, check_positive_int,
                               first_non_finite)
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
+from cnet.layers import Dense
 from cnet.model import Sequential
 from cnet.optim import LBFGS, Optimizer
 from cnet.progress import EpochProgress
@@ -31,6 +32,9 @@ PREDICT_BATCH = 1024  # rows per forward pass when predicting: large enough for 
 # workspace and its team's parked threads, so a sweep over batch sizes must not pile them up;
 # training, validation and prediction on another number of rows use three.
 MAX_RUNNERS = 4
+# A compiled training call's length at most (about): signals such as Ctrl-C are handled
+# between calls, and a call's fixed cost (waking the team) is ~50 µs.
+CALL_SECONDS = 0.25
 
 
 class _NonFiniteRow(Exception):
@@ -259,6 +263,11 @@ class Trainer:
         correct = np.zeros(n_batches, np.int64)
         counted = self._counted_rows(y)
         row_weights = self._row_weights(y, counted)
+        # A guess of a batch's time, for the length of the compiled calls: its products at
+        # 100 GFLOP/s (forward, and two products a layer backward).
+        batch_seconds = 6e-11 * batch_size * sum(
+            layer.in_features * layer.out_features for layer in self.model.layers
+            if isinstance(layer, Dense))
         history = History()
         snapshot = _Snapshot(self.model, self.optimizer)
         progress = EpochProgress(verbose, epochs, n_batches, n)
@@ -273,7 +282,7 @@ class Trainer:
             progress.start(epoch)
             done, bad = (self._lbfgs_step(runner, X, y, losses, correct) if lbfgs else
                          self._train_epoch(runner, X, y, order, losses, correct,
-                                           on_nan != "continue", progress))
+                                           on_nan != "continue", progress, batch_seconds))
             if bad >= 0:    # every row is seen in the first epoch: the model is as before fit
                 snapshot.restore()
                 raise ValueError(f"X: expected finite values, got "
@@ -342,9 +351,12 @@ class Trainer:
         return 1, -1
 
     @staticmethod
-    def _train_epoch(runner, X, y, order, losses, correct, stop_on_nan, progress):
+    def _train_epoch(runner, X, y, order, losses, correct, stop_on_nan, progress,
+                     batch_seconds):
         """The epoch's batches through the step runner, in as few calls as the progress
-        display allows (one, without a bar). Returns (updates made, -1 or a bad row).
+        display allows (one, without a bar), each of about CALL_SECONDS at most: Python,
+        and so Ctrl-C, runs only between calls. batch_seconds: a first guess of a batch's
+        time, then each call's measured one. Returns (updates made, -1 or a bad row).
 
         Where the network has products large enough to be threaded, the first batches are
         a trial (see cnet._blas.set_thread_autotune): one untimed batch that wakes the BLAS
@@ -375,8 +387,11 @@ class Trainer:
                 seconds[mode] = time.perf_counter() - start
             one_thread = seconds[True] < seconds[False]
         while first < n_batches:
-            if not run(min(chunk, n_batches - first), one_thread):
+            count = min(chunk, n_batches - first, max(1, int(CALL_SECONDS / batch_seconds)))
+            start = time.perf_counter()
+            if not run(count, one_thread):
                 return first, bad
+            batch_seconds = max(time.perf_counter() - start, 1e-9) / count
         return n_batches, -1
 
     def _row_weights(self, y, counted):

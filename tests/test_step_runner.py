@@ -282,3 +282,14 @@ def test_set_thread_autotune_takes_only_a_bool(bad, thread_settings):
     with pytest.raises(TypeError, match="mode: expected True or False"):
         cnet.set_thread_autotune(bad)
     assert cnet.get_thread_autotune() is True
+
+
+def test_an_epoch_is_cut_into_calls_of_about_call_seconds(monkeypatch):
+    """Python (and so Ctrl-C) runs only between compiled calls: each is cut to about
+    CALL_SECONDS, from a guess of a batch's time, then the measured one."""
+    from cnet import trainer as trainer_module
+    model, X, y = wide_problem()
+    monkeypatch.setattr(trainer_module, "CALL_SECONDS", 0.0)
+    assert fit_recorded(model, X, y) == [(i, 1, False) for i in range(40)]
+    monkeypatch.setattr(trainer_module, "CALL_SECONDS", 1e9)
+    assert fit_recorded(model, X, y) == [(0, 40, False)]
