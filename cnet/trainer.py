@@ -297,7 +297,7 @@ class Trainer:
                 self._diverged(snapshot, on_nan, epoch, diverged)
                 history._append(epoch, {"loss": float("nan")})
                 break
-            logs = {"loss": self._epoch_loss(losses, rows, row_weights, order, batch_size)}
+            logs = {"loss": self._epoch_loss(losses, rows, n, row_weights, order, batch_size)}
             if self.is_classifier and y.ndim == 1:   # counted by the step runner
                 logs["accuracy"] = float(correct.sum() / counted)
             if validation_data is not None:
@@ -405,19 +405,18 @@ class Trainer:
         weight = 1.0 if loss.weight is None else np.asarray(loss.weight)[np.clip(y, 0, None)]
         return (y != loss.ignore_index) * weight
 
-    def _epoch_loss(self, losses, rows, row_weights, order, batch_size):
+    def _epoch_loss(self, losses, rows, n, row_weights, order, batch_size):
         """The epoch's loss from its batches' losses, as evaluate would give it for the same
         weights: with reduction="sum" their sum; with "mean" their mean, each batch weighed
         by what its mean divides by (its rows, or its rows' summed weight)."""
         if self.loss.reduction == "sum":
             return float(losses.sum())
-        mass = rows
         if row_weights is not None:
             ordered = row_weights if order is None else row_weights[order]
             mass = np.add.reduceat(ordered, np.arange(0, len(ordered), batch_size))
-            if not mass.sum() > 0:          # every label ignored: no weighted mean
-                mass = rows
-        return float(np.dot(losses, mass) / mass.sum())
+            if mass.sum() > 0:              # else every label ignored: no weighted mean
+                return float(np.dot(losses, mass) / mass.sum())
+        return float(np.dot(losses, rows) / n)
 
     def _finite_state(self):
         """Whether the weights and running statistics are all finite (an update can overflow
