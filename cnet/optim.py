@@ -610,10 +610,24 @@ class LBFGS(Optimizer):
         return loss, flat_grad
 
     def step(self, closure):
-        """Up to max_iter L-BFGS iterations; returns the loss closure() gave at the start."""
+        """Up to max_iter L-BFGS iterations; returns the loss closure() gave at the start.
+        If the closure raises (or Ctrl-C comes) mid-step, the parameters, the curvature
+        history and the counts are put back as they were before the step (torch leaves a
+        half-updated state that its next step cannot use)."""
         if not callable(closure):
             raise TypeError("closure: LBFGS.step needs a closure that recomputes the loss "
                             "and the gradients and returns the loss")
+        before = (self._gather(self.flat_data), self.step_count,
+                  {k: list(v) if isinstance(v, list) else
+                   v.copy() if isinstance(v, np.ndarray) else v for k, v in self._lbfgs.items()})
+        try:
+            return self._step(closure)
+        except BaseException:
+            self._scatter(self.flat_data, before[0])
+            self.step_count, self._lbfgs = before[1], before[2]
+            raise
+
+    def _step(self, closure):
         self.step_count += 1
         group = self.param_groups[0]
         # As Python numbers: a numpy float64 lr would turn the float32 step arithmetic

@@ -531,3 +531,43 @@ def test_a_parameter_of_another_model_in_a_group_is_refused():
     opt.param_groups[0]["params"].append(other[0].weight)
     with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]"):
         opt.step()
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+@pytest.mark.parametrize("fail_at", [1, 2, 5])
+def test_an_lbfgs_step_interrupted_by_its_closure_leaves_the_state_as_before(line_search_fn,
+                                                                            fail_at):
+    """A closure that raises (or Ctrl-C) mid-step: the parameters, history and counts are
+    those before the step, so the next steps (and a save) go on as if it had not started."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 5)), rng.integers(0, 3, 64)
+
+    class Interrupted(Exception):
+        pass
+
+    def run(interrupt):
+        model = Sequential(Dense(5, 8), Tanh(), Dense(8, 3), dtype="float64", seed=0)
+        opt = optim.LBFGS(model.parameters(), max_iter=6, line_search_fn=line_search_fn)
+        loss_fn, calls = CrossEntropyLoss(), [0]
+
+        def closure():
+            calls[0] += 1
+            if calls[0] == fail_at:             # counted from 0 only while armed
+                raise Interrupted
+            opt.zero_grad()
+            loss = loss_fn(model(X), y)
+            model.backward(loss_fn.backward())
+            return loss
+
+        calls[0] = -1000                        # disarmed: a first, whole step
+        opt.step(closure)
+        if interrupt:
+            calls[0] = 0                        # the second step fails at its fail_at-th call
+            with pytest.raises(Interrupted):
+                opt.step(closure)
+        calls[0] = -1000
+        opt.step(closure)
+        opt.step(closure)
+        return model.flat_data.tobytes(), opt.step_count
+
+    assert run(True) == run(False)
