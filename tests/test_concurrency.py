@@ -164,3 +164,34 @@ def test_same_seed_same_weights_in_another_process():
     out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
                          check=True, timeout=300).stdout
     assert bytes.fromhex(out) == fit_weights("float64", 5)
+
+
+EXIT_CHILD = textwrap.dedent("""
+    import threading, time
+    import numpy as np
+    from cnet import CrossEntropyLoss, Sequential, Trainer, optim
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, len(X))
+    model = Sequential.mlp((784, 1024, 1024, 10), seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters()))
+    {job}
+    threading.Thread(target=job, daemon=True).start()
+    time.sleep(1.5)
+    print("main exits", flush=True)
+""")
+
+
+@pytest.mark.parametrize("job", [
+    "job = lambda: trainer.fit(X, y, epochs=1000, batch_size=256, verbose=0)",
+    "job = lambda: [trainer.predict(X) for _ in range(1000)]",
+])
+def test_exit_while_a_daemon_thread_trains_or_predicts_is_clean(job):
+    """The main thread exits while a daemon thread is inside a compiled call: no new call
+    starts, those in flight are waited for, and the BLAS is not torn down under them
+    (a segfault in most runs before)."""
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", EXIT_CHILD.format(job=job)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout == "main exits\n" and result.stderr == ""

@@ -21,7 +21,9 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
+import atexit
 import numbers
+import time
 
 import numpy as np
 
@@ -714,6 +716,39 @@ cdef size_t address(object array):
     return 0 if array is None else <size_t>array.ctypes.data
 
 
+# Compiled calls in flight (counted under the GIL), and whether the interpreter is exiting.
+# A daemon thread can be inside a call when the main thread exits; the C library's exit then
+# runs the BLAS's destructor under the thread's products (a segfault). So at exit no new
+# call starts (SystemExit, which ends a thread silently), and those in flight, each about
+# 0.25 s at most in training, are waited for.
+cdef long calls_in_flight = 0
+cdef bint exiting = False
+
+
+def _finish_calls_at_exit(timeout=5.0):
+    global exiting
+    exiting = True
+    deadline = time.monotonic() + timeout
+    while calls_in_flight and time.monotonic() < deadline:
+        time.sleep(0.001)      # lets the threads in flight return and meet SystemExit
+
+
+atexit.register(_finish_calls_at_exit)
+
+
+cdef int call_begins() except -1:
+    global calls_in_flight
+    if exiting:
+        raise SystemExit
+    calls_in_flight += 1
+    return 0
+
+
+cdef void call_ends() noexcept:
+    global calls_in_flight
+    calls_in_flight -= 1
+
+
 cdef class StepRunner:
     """A compiled plan of a Sequential for batches of up to `batch_size` rows.
 
@@ -975,6 +1010,7 @@ cdef class StepRunner:
         cdef int64_t* correct_ = &correct[0]
         self.refresh_optimizer()
         cdef int size = self.prepare_team(&one_thread)
+        call_begins()
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
             self.begin(size, one_thread)
@@ -988,6 +1024,7 @@ cdef class StepRunner:
                                             correct_, stop_on_nan, &bad)
             self.end(size, one_thread)
             cnet_fp_flush_end(mode)
+        call_ends()
         self.optimizer.step_count += done
         return done, bad
 
@@ -1002,6 +1039,7 @@ cdef class StepRunner:
         cdef int64_t* correct_ = &correct[0]    # taken here: nothing may raise below
         cdef bint alone = False
         cdef int size = self.prepare_team(&alone)
+        call_begins()
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
             self.begin(size, alone)
@@ -1013,6 +1051,7 @@ cdef class StepRunner:
                                             correct_, &loss)
             self.end(size, alone)
             cnet_fp_flush_end(mode)
+        call_ends()
         return loss, bad
 
     def predict(self, X, out):
@@ -1023,6 +1062,7 @@ cdef class StepRunner:
         cdef uint64_t mode
         cdef bint alone = False
         cdef int size = self.prepare_team(&alone, True)
+        call_begins()
         with nogil:
             mode = cnet_fp_flush_begin(flush_denormal)
             self.begin(size, alone)
@@ -1032,6 +1072,7 @@ cdef class StepRunner:
                 bad = predict_rows[float](&self.plan, <const float*>X_, <float*>out_, n_rows)
             self.end(size, alone)
             cnet_fp_flush_end(mode)
+        call_ends()
         return bad
 
     cdef void begin(self, int size, bint alone) noexcept nogil:
