@@ -472,28 +472,3 @@ def test_a_team_follows_the_blas_setting_not_another_calls_one_thread_request(th
     overlapped = not done.is_set()
     thread.join()
     assert during == {expected} or not overlapped
-
-
-@needs_team
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_a_child_forked_during_another_threads_call_has_the_blas_threads_of_before(threads):
-    """The call's one-thread request (the BLAS held at one thread) belongs to the parent's
-    thread: the child, where no call runs, gets the count of before and a usable lock."""
-    import threading
-    blas = scipy_blas_threads()
-    busy = Sequential(Dense(64, 256), ReLU(), Dense(256, 10), seed=1)
-    trainer = Trainer(busy, CrossEntropyLoss(), optim.SGD(busy.parameters(), lr=0.01))
-    X, done = np.ones((64 * 400, 64), np.float32), threading.Event()
-    thread = threading.Thread(target=lambda: (trainer.fit(
-        X, np.arange(len(X)) % 10, epochs=40, batch_size=64, verbose=0), done.set()))
-    thread.start()
-    time.sleep(0.2)             # inside its long calls (if they ended already, nothing tested)
-    pid = os.fork()
-    if pid == 0:                # the child: the BLAS's count, and a team of that size
-        model, X_small, y_small = problem("float32", 0)
-        ok = scipy_blas_threads() == blas and fit_team_size(model) == min(blas, 2)
-        os._exit(0 if ok else 1)
-    overlapped = not done.is_set()
-    _, status = os.waitpid(pid, 0)
-    thread.join()
-    assert os.waitstatus_to_exitcode(status) == 0 or not overlapped

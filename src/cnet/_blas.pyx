@@ -18,7 +18,6 @@ wake-up. `set_threaded_min_work(0)` leaves every decision to the BLAS (and the t
 larger value keeps more of the work on one thread.
 """
 import numbers
-import os
 
 import numpy as np
 
@@ -140,22 +139,6 @@ cdef int threads_before = 0
 cdef extern from "team.h" nogil:
     long cnet_atomic_load(const long* value)
     void cnet_atomic_store(long* value, long v)
-
-
-def _after_fork_in_child():
-    """A child forked while another thread of its parent was inside a call inherits that
-    call's request (the BLAS held at one thread, with no call here to end it) and perhaps
-    the lock held: a fresh lock, and the BLAS's count as it was before the request."""
-    global one_thread_lock, one_thread_requests
-    one_thread_lock = PyThread_allocate_lock()
-    if one_thread_requests > 0:
-        cnet_atomic_store(&one_thread_requests, 0)
-        if set_local_threads != NULL:
-            set_local_threads(threads_before)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 cdef void one_thread_begin() noexcept nogil:
