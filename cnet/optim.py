@@ -11,7 +11,6 @@ in Python over one flat vector (a port of torch.optim.LBFGS).
 """
 import math
 import numbers
-import sys
 
 import numpy as np
 
@@ -75,14 +74,13 @@ def _as_state_array(key, value, shape, dtype):
 
 
 def _as_state_number(key, value, integer=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, numbers.Integral if integer else numbers.Real):
-        raise TypeError(f"{key}: expected {'an int' if integer else 'a number'}, got {value!r}")
-    if integer and not 0 <= value <= MAX_STEP:
+    if not integer:
+        return check_number(key, value, "a finite number")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{key}: expected an int, got {value!r}")
+    if not 0 <= value <= MAX_STEP:
         raise ValueError(f"{key}: expected an int in [0, 2**62], got {value}")
-    if not integer and not abs(value) <= sys.float_info.max:     # NaN, inf, 10**400
-        raise ValueError(f"{key}: expected a finite number, got {value}")
-    return int(value) if integer else float(value)
+    return int(value)
 
 
 def _mapping(key, value, keys):
