@@ -108,6 +108,13 @@ class _Snapshot:
         self.optimizer.step_count = self.step_count
 
 
+def _check_optimizer_of(model, optimizer):
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer: expected a cnet optimizer, got {type(optimizer).__name__}")
+    if optimizer.flat_data is not model.flat_data:
+        raise ValueError("optimizer: expected an optimizer over this model's parameters")
+
+
 def _one_call_at_a_time(method):
     """Serialise a Trainer's calls: fit, evaluate and predict share its step runners'
     workspaces, so two threads using one Trainer at once would overwrite each other's
@@ -135,10 +142,7 @@ class Trainer:
         if isinstance(loss, type) or not hasattr(loss, "_kernel_spec"):
             raise TypeError(f"loss: expected a cnet loss (e.g. CrossEntropyLoss()), "
                             f"got {type(loss).__name__}")
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer: expected a cnet optimizer, got {type(optimizer).__name__}")
-        if optimizer.flat_data is not model.flat_data:
-            raise ValueError("optimizer: expected an optimizer over this model's parameters")
+        _check_optimizer_of(model, optimizer)
         if model.in_features is None:
             raise ValueError("model: expected a Dense or BatchNorm1d layer that fixes the "
                              "input width")
@@ -168,8 +172,8 @@ class Trainer:
         threads) while nothing it copied has changed since: the layers' settings, and for
         training the optimizer object, max_grad_norm and the loss's settings. (The
         optimizer's hyper-parameters it re-reads at every call.)"""
-        if training and self.optimizer.flat_data is not self.model.flat_data:
-            raise ValueError("optimizer: expected an optimizer over this model's parameters")
+        if training:            # trainer.optimizer may have been replaced since __init__
+            _check_optimizer_of(self.model, self.optimizer)
         loss = self.loss if y is None else self.loss._for_targets(y)  # e.g. soft labels
         key = (batch_size, training) if loss is self.loss else (batch_size, training, type(loss))
         settings = self._runner_settings(loss if training else None)
