@@ -169,7 +169,8 @@ class Trainer:
 
     def _runner(self, batch_size, training, y=None):
         """A step runner for this batch size, kept for the next call (with its workspace and
-        threads) while nothing it copied has changed since: the layers' settings, and for
+        threads) while nothing it copied has changed since: the model and its layers'
+        settings, and for
         training the optimizer object, max_grad_norm and the loss's settings. (The
         optimizer's hyper-parameters it re-reads at every call.)"""
         if training:            # trainer.optimizer may have been replaced since __init__
@@ -191,8 +192,8 @@ class Trainer:
 
     def _runner_settings(self, loss):
         """What a step runner copies when it is built, as a value to compare."""
-        layers = tuple((type(layer), tuple(layer.config().items()))
-                       for layer in self.model.layers)
+        layers = id(self.model), tuple((type(layer), tuple(layer.config().items()))
+                                       for layer in self.model.layers)
         if loss is None:
             return layers
         spec = tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v)

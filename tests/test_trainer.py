@@ -337,3 +337,15 @@ def test_the_epoch_loss_is_what_evaluate_gives_on_the_same_weights(loss, shuffle
                                                        rel=1e-12)
     assert history.history["loss"][0] == pytest.approx(history.history["val_loss"][0],
                                                        rel=1e-12)
+
+
+def test_a_trainer_follows_a_model_swapped_in_after_its_first_call():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 6))
+    first, second = (Sequential(Dense(6, 8), Tanh(), Dense(8, 4), dtype="float64", seed=s)
+                     for s in (0, 1))
+    trainer = Trainer(first, CrossEntropyLoss(), optim.SGD(first.parameters(), lr=0.1))
+    trainer.predict_proba(X)
+    trainer.model, trainer.optimizer = second, optim.SGD(second.parameters(), lr=0.1)
+    expected = Trainer(second, CrossEntropyLoss(), trainer.optimizer).predict_proba(X)
+    assert trainer.predict_proba(X).tobytes() == expected.tobytes()
