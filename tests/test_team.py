@@ -115,6 +115,51 @@ def narrow_head_model(dtype):
     return Sequential(Dense(2, 128), ReLU(), Dense(128, 8), dtype=dtype, seed=5)
 
 
+def rows_problem(dtype):
+    """Batches of 96 rows, at least twice the outputs of the first two Dense layers (48 and
+    40), which the team then splits by rows; a last batch of two rows (194 = 2 x 96 + 2), fewer
+    than three threads; batch norm after a layer shared by rows (without a bias: its
+    gradient would be rounding noise, which Adam scales up to whole steps); a head too
+    narrow to split by outputs."""
+    model = Sequential(Dense(30, 48), Tanh(), Dense(48, 40, bias=False), BatchNorm1d(40), ReLU(),
+                       Dense(40, 4), dtype=dtype, seed=2)
+    rng = np.random.default_rng(2)
+    return model, rng.standard_normal((194, 30)).astype(dtype), rng.integers(0, 4, 194)
+
+
+def train_by_rows(n_threads, dtype, name, max_grad_norm=None):
+    cnet.set_num_threads(n_threads)
+    model, X, y = rows_problem(dtype)
+    trainer = Trainer(model, CrossEntropyLoss(), getattr(optim, name)(model.parameters(),
+                                                                      lr=0.01),
+                      max_grad_norm=max_grad_norm)
+    trainer.fit(X, y, epochs=3, batch_size=96, seed=1, verbose=0)
+    return model, trainer._runner(96, training=True, y=y), trainer, X
+
+
+@needs_team
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name, max_grad_norm", [("SGD", None), ("Adam", None),
+                                                 ("Adam", 0.05)])
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_team_shares_a_large_batch_by_rows(threads, n_threads, name, max_grad_norm, dtype):
+    """Where a batch has at least twice a layer's outputs, each thread takes its rows of
+    the batch through the layer (gathering them itself, for the first), and the activation
+    after it; the weight gradient is its threads' partial sums added. It trains as one
+    thread does, and repeats bit for bit."""
+    alone, runner_alone, trainer_alone, X = train_by_rows(1, dtype, name, max_grad_norm)
+    shared, runner, trainer, _ = train_by_rows(n_threads, dtype, name, max_grad_norm)
+    assert runner_alone.shared_layers() == {}
+    assert runner.shared_layers() == {0: ("rows", n_threads), 2: ("rows", 2),
+                                      5: ("inputs", 2)}
+    assert not np.array_equal(alone.flat_data, rows_problem(dtype)[0].flat_data)
+    assert_allclose(shared.flat_data, alone.flat_data, **TOL[dtype])
+    assert_allclose(shared.flat_buffers, alone.flat_buffers, **TOL[dtype])
+    assert_allclose(trainer.predict(X), trainer_alone.predict(X), **TOL[dtype])
+    again = train_by_rows(n_threads, dtype, name, max_grad_norm)[0]
+    assert_array_equal(again.flat_data, shared.flat_data)
+
+
 @needs_team
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_team_with_clipping_updates_after_the_whole_backward(threads, dtype):
@@ -126,17 +171,21 @@ def test_team_with_clipping_updates_after_the_whole_backward(threads, dtype):
 
 
 @needs_team
-def test_team_gradients_for_closure_optimizers(threads):
+@pytest.mark.parametrize("rows", [40, 130])     # 130: the two hidden layers shared by rows
+def test_team_gradients_for_closure_optimizers(threads, rows):
     """loss_and_grad (LBFGS's closure) runs forward and backward with the team too."""
     results = []
+    rng = np.random.default_rng(1)
+    X, target = rng.standard_normal((rows, 30)), rng.standard_normal((rows, 5))
     for n_threads in (1, 4):
         cnet.set_num_threads(n_threads)
-        X = problem("float64")[1]
         model = Sequential.mlp([30, 64, 48, 5], dtype="float64", seed=0)
-        target = np.random.default_rng(1).standard_normal((40, 5))
-        Trainer(model, MSELoss(), optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)).fit(
-            X[:40], target, epochs=2, batch_size=None, verbose=0)
+        trainer = Trainer(model, MSELoss(),
+                          optim.LBFGS(model.parameters(), lr=0.5, max_iter=5))
+        trainer.fit(X, target, epochs=2, batch_size=None, verbose=0)
         results.append(model.flat_data.copy())
+    how = "rows" if rows == 130 else "outputs"
+    assert trainer._runner(rows, training=True).shared_layers()[0] == (how, 4)
     assert_allclose(results[0], results[1], **TOL["float64"])
     assert not np.array_equal(results[0], Sequential.mlp([30, 64, 48, 5], dtype="float64",
                                                          seed=0).flat_data)
@@ -165,7 +214,8 @@ def test_team_predicts_each_thread_its_rows(threads):
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
-@given(n=st.integers(1, 70), batch=st.integers(1, 20), seed=st.integers(0, 2**16),
+@given(n=st.integers(1, 140), batch=st.integers(1, 20) | st.integers(64, 70),
+       seed=st.integers(0, 2**16),
        bad=st.lists(st.integers(0, 69), min_size=1, max_size=3),
        value=st.sampled_from([np.nan, np.inf, -np.inf]),
        dtype=st.sampled_from(["float32", "float64"]))
@@ -173,9 +223,11 @@ def test_fit_names_the_first_non_finite_row_in_the_shuffled_order(n_threads, n, 
                                                                    bad, value, dtype):
     """Each batch's rows are gathered in the epoch's order: fit names the first non-finite
     row in that order, whatever the batch size, and with or without a team sharing the first
-    layer. The gather requests rows a few ahead of its copy, and a team's workers the next
-    batch's while they wait: under AddressSanitizer (scripts/sanitize.sh) this test also
-    catches either reading past the order's last entry (checked by moving each bound)."""
+    layer, by outputs (every thread gathers the batch) or by rows (batches of 64 or more:
+    each its own rows). The gather requests rows a few ahead of its copy, and a team's
+    workers the next batch's while they wait: under AddressSanitizer (scripts/sanitize.sh)
+    this test also catches either reading past the order's last entry (checked by moving
+    each bound)."""
     bad = sorted({b % n for b in bad})
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 40)).astype(dtype)
@@ -191,7 +243,9 @@ def test_fit_names_the_first_non_finite_row_in_the_shuffled_order(n_threads, n, 
         with pytest.raises(ValueError, match=f"at row {expected}$"):
             trainer.fit(X, y, batch_size=batch, seed=seed, verbose=0)
         if n_threads == 2 and _engine.HAS_TEAM:     # 32 outputs: two blocks of 16
-            assert trainer._runner(min(batch, n), training=True, y=y).team_size == 2
+            runner = trainer._runner(min(batch, n), training=True, y=y)
+            how = "rows" if min(batch, n) >= 64 else "outputs"
+            assert runner.shared_layers()[0] == (how, 2)
     assert np.array_equal(model.flat_data, before)
 
 

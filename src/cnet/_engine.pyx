@@ -67,6 +67,7 @@ ctypedef struct Op:
     int n_spans            # [first_span, first_span + n_spans)
     int pieces             # Dense: threads sharing it in this call (1: the caller alone)
     bint by_input          # Dense: too few outputs to split, so shared by input feature
+    bint by_rows           # Dense: a batch of at least twice its outputs, so shared by rows
 
 ctypedef struct Span:
     Py_ssize_t offset      # arena offset
@@ -99,6 +100,8 @@ cdef enum:
     # weight gradient: run_input_piece)
     TASK_PARK = 3              # the call ends: back to waiting for the next one
     TASK_PREDICT = 4           # its share of the rows, through every layer
+    TASK_SUM_PARAMS = 5        # an op shared by rows: its rows of the weight gradient summed
+                               # over the threads' partial ones, bias gradient, update
 
 ctypedef struct Team:
     long generation        # bumped by the calling thread to start a phase
@@ -116,6 +119,8 @@ ctypedef struct Team:
     Py_ssize_t start       # calling core's (set by gather_and_begin)
     Py_ssize_t ahead_rows  # rows of the next batch after this one (0: none in this call)
     void* copies           # (size - 1) copies of (B, n_in), one per worker
+    void* partials         # (size - 1) partial gradients (n_out, n_in) + (n_out,) of an op
+                           # shared by rows, one per worker
     bint flush             # flush denormals on the workers as on the calling thread
     cnet_park park         # where the workers wait between calls
     Py_ssize_t* bad        # TASK_PREDICT: each thread's first non-finite row, or -1
@@ -261,7 +266,8 @@ cdef void forward_pass(Plan* p, const floating* x, Py_ssize_t rows, int first,
                               params + op.bias if op.bias >= 0 else <floating*>NULL,
                               <int>rows, <int>op.n_in, <int>op.n_out, <int>op.n_out)
         elif op.kind == OP_ACTIVATION:
-            activation_forward(op.activation, out, inp, rows, op.n_out, op.slope)
+            if not applies_next(p, i - 1):
+                activation_forward(op.activation, out, inp, rows, op.n_out, op.slope)
         elif op.kind == OP_DROPOUT:
             if p.training and op.p > 0:
                 dropout_forward_ptr(out, saved, inp, rows * op.n_out, op.p, op.rng)
@@ -342,6 +348,8 @@ cdef void backward_pass(Plan* p, floating* x, Py_ssize_t rows, long step) noexce
                 if i > 0:
                     run_phase(p, TASK_BACKWARD_INPUT, i, work)
                 run_phase(p, TASK_BACKWARD_PARAMS, i, work)     # updates its own rows
+                if op.by_rows:                                  # (here, once summed)
+                    run_phase(p, TASK_SUM_PARAMS, i, work)
             else:
                 dense_backward_ptr(grads + op.weight,
                                    grads + op.bias if op.bias >= 0 else <floating*>NULL,
@@ -362,7 +370,7 @@ cdef void backward_pass(Plan* p, floating* x, Py_ssize_t rows, long step) noexce
                                    rows, op.n_out, False)
         elif i == 0:
             pass                        # no parameters, and nobody needs d loss / d input
-        elif op.kind == OP_ACTIVATION:
+        elif op.kind == OP_ACTIVATION and not applies_next(p, i - 1):
             activation_backward(op.activation, grad_out, grad_out, inp, work + op.output,
                                 rows, op.n_out, op.slope)
         elif op.kind == OP_DROPOUT and op.p > 0:
@@ -409,7 +417,7 @@ cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
     cdef floating* params = <floating*>p.params
     cdef floating* grads = <floating*>p.grads
     cdef const floating* inp = <const floating*>t.inp
-    cdef Py_ssize_t lo, hi, i
+    cdef Py_ssize_t lo, hi
     if t.task == TASK_PREDICT:
         lo = t.rows * s // t.size
         hi = t.rows * (s + 1) // t.size
@@ -418,6 +426,9 @@ cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
             forward_pass(p, inp + lo * p.n_in, hi - lo, 0, lo)
         return
     if s >= op.pieces:
+        return
+    if op.by_rows:
+        run_rows_piece(p, op, s, work, inp)
         return
     if t.op == 0 and s > 0:    # op 0 is shared only after gather_and_begin
         inp = <floating*>t.copies + (s - 1) * p.batch * p.n_in
@@ -448,13 +459,107 @@ cdef void run_piece(Plan* p, int s, floating* work) noexcept nogil:
                               grads + op.bias + lo if op.bias >= 0 else <floating*>NULL,
                               <const floating*>t.grad_out + lo, inp, <int>t.rows,
                               <int>op.n_in, <int>(hi - lo), <int>op.n_out, <int>op.n_in, 0)
-    if t.step > 0:      # this thread's rows of the weight and entries of the bias
-        for i in range(op.first_span, op.first_span + op.n_spans):
-            update_range(p, params, grads, &p.spans[i], op.weight + lo * op.n_in,
-                         op.weight + hi * op.n_in, t.step)
+    if t.step > 0:
+        update_block(p, op, params, grads, lo, hi, t.step)
+
+
+cdef void update_block(Plan* p, Op* op, floating* params, floating* grads, Py_ssize_t lo,
+                       Py_ssize_t hi, long step) noexcept nogil:
+    """The optimizer update of a Dense op's block of outputs [lo, hi): those rows of the
+    weight and entries of the bias."""
+    cdef int i
+    for i in range(op.first_span, op.first_span + op.n_spans):
+        update_range(p, params, grads, &p.spans[i], op.weight + lo * op.n_in,
+                     op.weight + hi * op.n_in, step)
+        if op.bias >= 0:
+            update_range(p, params, grads, &p.spans[i], op.bias + lo, op.bias + hi, step)
+
+
+cdef inline int row_parts(Op* op, Py_ssize_t rows) noexcept nogil:
+    """Threads with rows of a batch of `rows` in an op shared by rows (each at least one)."""
+    return <int>min(<Py_ssize_t>op.pieces, rows)
+
+
+cdef inline bint applies_next(Plan* p, int i) noexcept nogil:
+    """Whether op i is a Dense op shared by rows followed by an activation, which its
+    threads then apply to their own rows (forward and backward), so the rows stay on their
+    thread's core."""
+    return (i >= 0 and p.ops[i].by_rows and p.ops[i].pieces > 1 and i + 1 < p.n_ops
+            and p.ops[i + 1].kind == OP_ACTIVATION)
+
+
+cdef void run_rows_piece(Plan* p, Op* op, int s, floating* work,
+                         const floating* inp) noexcept nogil:
+    """Thread s's piece of a Dense op shared by batch rows (a batch of at least twice its
+    outputs, where each thread reading and packing the whole batch for its block of outputs
+    costs more than reading the whole weight). Forward: its rows of the output (of the first
+    op, it gathers and checks them first: t.bad[s]); d loss / d input: its rows; weight
+    gradient: the sum over its rows, thread 0's into the arena, the others' into their
+    partials; then (TASK_SUM_PARAMS) its block of outputs: the partials added in thread
+    order, and its update."""
+    cdef Team* t = p.team
+    cdef floating* params = <floating*>p.params
+    cdef floating* grads = <floating*>p.grads
+    cdef floating* weight_grad
+    cdef floating* bias_grad
+    cdef const floating* partial
+    cdef Op* act
+    cdef int parts = row_parts(op, t.rows), k
+    cdef Py_ssize_t size = op.n_out * op.n_in + op.n_out
+    cdef Py_ssize_t lo = t.rows * s // parts, hi = t.rows * (s + 1) // parts, j
+    if t.task == TASK_SUM_PARAMS:
+        lo = piece_start(op.n_out, op.pieces, s)
+        hi = piece_start(op.n_out, op.pieces, s + 1)
+        if lo >= hi:
+            return
+        for k in range(1, parts):
+            partial = <const floating*>t.partials + (k - 1) * size
+            for j in range(lo * op.n_in, hi * op.n_in):
+                grads[op.weight + j] += partial[j]
             if op.bias >= 0:
-                update_range(p, params, grads, &p.spans[i], op.bias + lo, op.bias + hi,
-                             t.step)
+                for j in range(lo, hi):
+                    grads[op.bias + j] += partial[op.n_out * op.n_in + j]
+        if t.step > 0:
+            update_block(p, op, params, grads, lo, hi, t.step)
+        return
+    if s >= parts:
+        return
+    if t.task == TASK_FORWARD:
+        if t.op == 0:
+            t.bad[s] = gather_rows(<floating*>inp + lo * op.n_in, <const floating*>t.source,
+                                   t.order, t.start + lo, hi - lo, op.n_in)
+            if t.bad[s] >= 0:
+                return
+        dense_forward_ptr(work + op.output + lo * op.n_out, inp + lo * op.n_in,
+                          params + op.weight,
+                          params + op.bias if op.bias >= 0 else <floating*>NULL,
+                          <int>(hi - lo), <int>op.n_in, <int>op.n_out, <int>op.n_out)
+        if applies_next(p, t.op):
+            act = op + 1
+            activation_forward(act.activation, work + act.output + lo * op.n_out,
+                               work + op.output + lo * op.n_out, hi - lo, op.n_out, act.slope)
+        return
+    if applies_next(p, t.op) and (t.op > 0) == (t.task == TASK_BACKWARD_INPUT):
+        act = op + 1        # the first backward phase: d loss / d its output first
+        activation_backward(act.activation, <floating*>t.grad_out + lo * op.n_out,
+                            <floating*>t.grad_out + lo * op.n_out,
+                            work + op.output + lo * op.n_out, work + act.output + lo * op.n_out,
+                            hi - lo, op.n_out, act.slope)
+    if t.task == TASK_BACKWARD_INPUT:
+        dense_backward_input_ptr(<floating*>t.grad_in + lo * op.n_in,
+                                 <const floating*>t.grad_out + lo * op.n_out,
+                                 params + op.weight, <int>(hi - lo), <int>op.n_in,
+                                 <int>op.n_out, <int>op.n_in)
+    else:
+        weight_grad = grads + op.weight
+        bias_grad = grads + op.bias if op.bias >= 0 else <floating*>NULL
+        if s > 0:
+            weight_grad = <floating*>t.partials + (s - 1) * size
+            bias_grad = weight_grad + op.n_out * op.n_in if op.bias >= 0 else <floating*>NULL
+        dense_backward_params_ptr(weight_grad, bias_grad,
+                                  <const floating*>t.grad_out + lo * op.n_out,
+                                  inp + lo * op.n_in, <int>(hi - lo), <int>op.n_in,
+                                  <int>op.n_out, <int>op.n_out, <int>op.n_in, 0)
 
 
 cdef void run_input_piece(Plan* p, Op* op, int s, floating* work,
@@ -530,6 +635,7 @@ cdef long run_call(Plan* p, int index, long seen, floating* kind) noexcept nogil
     then finds its rows on chip."""
     cdef Team* t = p.team
     cdef Ahead ahead
+    cdef int parts
     ahead.next = ahead.end = ahead.done = 0
     ahead.row_bytes = p.n_in * sizeof(floating)
     while True:
@@ -542,6 +648,10 @@ cdef long run_call(Plan* p, int index, long seen, floating* kind) noexcept nogil
             ahead.order = t.order
             ahead.next = t.start + t.rows
             ahead.end = ahead.next + t.ahead_rows
+            if p.ops[0].by_rows:        # only the rows it will gather
+                parts = max(1, row_parts(&p.ops[0], t.ahead_rows))
+                ahead.end = ahead.next + t.ahead_rows * min(index + 1, parts) // parts
+                ahead.next += t.ahead_rows * min(index, parts) // parts
             ahead.done = 0
         cnet_atomic_add(&t.finished, 1)
 
@@ -567,16 +677,22 @@ cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const in
                              Py_ssize_t start, Py_ssize_t rows) noexcept nogil:
     """Rows order[start:start+rows] of X and their targets into the workspace; -1, or the
     row of X holding a NaN/inf."""
-    cdef floating* work = <floating*>p.work
-    cdef Py_ssize_t r, bad = gather_rows(work, X, order, start, rows, p.n_in)
-    if bad >= 0:
-        return bad
+    cdef Py_ssize_t bad = gather_rows(<floating*>p.work, X, order, start, rows, p.n_in)
+    if bad < 0:
+        gather_targets(p, y, order, start, rows, X)
+    return bad
+
+
+cdef void gather_targets(Plan* p, const void* y, const int64_t* order, Py_ssize_t start,
+                         Py_ssize_t rows, const floating* kind) noexcept nogil:
+    """The targets of rows order[start:start+rows] into the workspace."""
+    cdef Py_ssize_t r
     if p.loss.class_targets:
         for r in range(rows):
             p.class_target[r] = (<const int64_t*>y)[cnet_data_row(order, start + r)]
     else:
-        gather_rows(work + p.target, <const floating*>y, order, start, rows, p.n_out)
-    return -1
+        gather_rows(<floating*>p.work + p.target, <const floating*>y, order, start, rows,
+                    p.n_out)
 
 
 cdef Py_ssize_t gather_and_begin(Plan* p, const floating* X, const void* y,
@@ -588,7 +704,8 @@ cdef Py_ssize_t gather_and_begin(Plan* p, const floating* X, const void* y,
     unused): done_ops[0] is then 1, else 0. The workers then prefetch the `ahead_rows`
     rows after these."""
     cdef Team* t = p.team
-    cdef Py_ssize_t bad
+    cdef Py_ssize_t bad = -1
+    cdef int s
     done_ops[0] = 0
     if t == NULL or p.ops[0].pieces == 1:
         return gather_batch(p, X, y, order, start, rows)
@@ -599,6 +716,15 @@ cdef Py_ssize_t gather_and_begin(Plan* p, const floating* X, const void* y,
     t.start = start
     t.ahead_rows = ahead_rows
     start_phase(p, TASK_FORWARD, 0)
+    if p.ops[0].by_rows:        # each thread gathers and checks its own rows
+        gather_targets(p, y, order, start, rows, X)
+        run_piece(p, 0, <floating*>p.work)
+        cnet_wait_equal(&t.finished, t.size - 1)
+        for s in range(row_parts(&p.ops[0], rows)):
+            if t.bad[s] >= 0:
+                return t.bad[s]
+        done_ops[0] = 1
+        return -1
     bad = gather_batch(p, X, y, order, start, rows)
     if bad < 0:
         run_piece(p, 0, <floating*>p.work)
@@ -768,6 +894,7 @@ cdef class StepRunner:
     cdef int capacity
     cdef int n_workers
     cdef object copies          # the workers' copies of the batch
+    cdef object partials        # the workers' partial gradients of ops shared by rows
     cdef readonly int team_size  # threads of the last call (1: the calling thread alone)
 
     def __cinit__(self):
@@ -819,6 +946,11 @@ cdef class StepRunner:
             # by rows would waste (a narrow first layer is left to the BLAS's threads, or to
             # the calling thread when the team shares another layer).
             op.by_input = op.kind == OP_DENSE and i > 0 and op.n_out < 32
+            # A batch of at least twice the outputs: each thread reading its rows and the
+            # whole weight beats reading the whole batch and its block of the weight, even
+            # with the partial weight gradients to add (bench/PROFILE.md).
+            op.by_rows = (op.kind == OP_DENSE and not op.by_input
+                          and batch_size >= 2 * op.n_out)
             op.weight = weight.offset if weight is not None else -1
             op.bias = bias.offset if bias is not None else -1
             op.output = offset
@@ -920,11 +1052,20 @@ cdef class StepRunner:
         self.team_size = size
         if size == 1:
             return 1
-        if self.plan.ops[0].pieces > 1:
+        dtype = np.float64 if self.is_double else np.float32
+        if self.plan.ops[0].pieces > 1 and not self.plan.ops[0].by_rows:
             n = (size - 1) * self.plan.batch * self.plan.n_in
             if self.copies is None or self.copies.size < n:
-                self.copies = np.empty(n, np.float64 if self.is_double else np.float32)
+                self.copies = np.empty(n, dtype)
             self.team.copies = <void*>address(self.copies)
+        n = 0
+        for i in range(self.plan.n_ops):
+            op = &self.plan.ops[i]
+            if op.by_rows:
+                n = max(n, (op.pieces - 1) * (op.n_out * op.n_in + op.n_out))
+        if n > 0 and (self.partials is None or self.partials.size < n):
+            self.partials = np.empty(n, dtype)
+        self.team.partials = <void*>address(self.partials)
         self.team.size = size
         self.team.flush = flush_denormal
         return size
@@ -937,6 +1078,19 @@ cdef class StepRunner:
                 and self.plan.batch * op.n_in * op.n_out >= get_threaded_min_work()):
             return max(1, min(threads, (op.n_in if op.by_input else op.n_out) // 16))
         return 1
+
+    def shared_layers(self):
+        """{layer index: (how, threads)} of the Dense layers the team shared in the last
+        training call; how is "outputs", "inputs" or "rows"."""
+        cdef int i
+        cdef Op* op
+        shared = {}
+        for i in range(self.plan.n_ops):
+            op = &self.plan.ops[i]
+            if op.pieces > 1:
+                how = "rows" if op.by_rows else "inputs" if op.by_input else "outputs"
+                shared[i] = (how, op.pieces)
+        return shared
 
     def threaded(self):
         """Whether training calls (without one_thread) may run on more than one thread: the
