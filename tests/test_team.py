@@ -1,7 +1,8 @@
-"""The step runner's team of threads: large Dense layers split by output feature (or by
-input feature, where the outputs are too few) among threads must train, evaluate and
-predict as one thread does (to the last bits, where the
-BLAS picks another kernel for a smaller product), and repeat bit for bit."""
+"""The step runner's team of threads: large Dense layers split by output feature (by input
+feature, where the outputs are too few; by batch rows, where the batch holds at least twice
+the outputs) among threads must train, evaluate and predict as one thread does (to the last
+bits, where the BLAS picks another kernel for a smaller product or a weight gradient is
+summed in parts), and repeat bit for bit."""
 import contextlib
 import os
 import time

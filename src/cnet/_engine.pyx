@@ -10,8 +10,12 @@ Large dense layers are split by output feature among a team of threads (team.h):
 thread computes its block of the layer's outputs, its rows of the weight gradient, and
 the optimizer update of those rows, so the weights and optimizer state of a block stay in
 one core's cache from step to step. A large layer after the first with too few outputs
-for that is split by input feature instead (run_input_piece). The rest of the step runs
-on the calling thread.
+for that is split by input feature instead (run_input_piece). A layer whose batch holds
+at least twice its outputs is split by rows of the batch (run_rows_piece): each thread
+takes its rows through the layer and the activation after it (of the first layer, it
+gathers them itself), and the weight gradient is the threads' partial sums added, each
+thread adding and updating its block of outputs. The rest of the step runs on the calling
+thread.
 
 Workspace layout (one flat array): the gathered batch (B, in), then each layer's output
 (B, width), then two gradient buffers (B, max width) used in turn, then float targets.
