@@ -349,7 +349,7 @@ cdef void backward_pass(Plan* p, floating* x, Py_ssize_t rows, long step) noexce
                 p.team.grad_out = grad_out
                 p.team.grad_in = grad_in
                 p.team.step = step
-                if i > 0:
+                if i > 0 and not op.by_rows:    # (by rows: in the next phase)
                     run_phase(p, TASK_BACKWARD_INPUT, i, work)
                 run_phase(p, TASK_BACKWARD_PARAMS, i, work)     # updates its own rows
                 if op.by_rows:                                  # (here, once summed)
@@ -497,10 +497,11 @@ cdef void run_rows_piece(Plan* p, Op* op, int s, floating* work,
     """Thread s's piece of a Dense op shared by batch rows (a batch of at least twice its
     outputs, where each thread reading and packing the whole batch for its block of outputs
     costs more than reading the whole weight). Forward: its rows of the output (of the first
-    op, it gathers and checks them first: t.bad[s]); d loss / d input: its rows; weight
-    gradient: the sum over its rows, thread 0's into the arena, the others' into their
-    partials; then (TASK_SUM_PARAMS) its block of outputs: the partials added in thread
-    order, and its update."""
+    op, it gathers and checks them first: t.bad[s]). Backward, in one phase, as its rows
+    need nothing of the others': its rows of d loss / d input and the weight gradient
+    summed over its rows, thread 0's into the arena, the others' into their partials; then
+    (TASK_SUM_PARAMS) its block of outputs: the partials added in thread order, and its
+    update."""
     cdef Team* t = p.team
     cdef floating* params = <floating*>p.params
     cdef floating* grads = <floating*>p.grads
@@ -543,27 +544,25 @@ cdef void run_rows_piece(Plan* p, Op* op, int s, floating* work,
             activation_forward(act.activation, work + act.output + lo * op.n_out,
                                work + op.output + lo * op.n_out, hi - lo, op.n_out, act.slope)
         return
-    if applies_next(p, t.op) and (t.op > 0) == (t.task == TASK_BACKWARD_INPUT):
-        act = op + 1        # the first backward phase: d loss / d its output first
+    if applies_next(p, t.op):       # d loss / d the op's output first
+        act = op + 1
         activation_backward(act.activation, <floating*>t.grad_out + lo * op.n_out,
                             <floating*>t.grad_out + lo * op.n_out,
                             work + op.output + lo * op.n_out, work + act.output + lo * op.n_out,
                             hi - lo, op.n_out, act.slope)
-    if t.task == TASK_BACKWARD_INPUT:
+    if t.op > 0:
         dense_backward_input_ptr(<floating*>t.grad_in + lo * op.n_in,
                                  <const floating*>t.grad_out + lo * op.n_out,
                                  params + op.weight, <int>(hi - lo), <int>op.n_in,
                                  <int>op.n_out, <int>op.n_in)
-    else:
-        weight_grad = grads + op.weight
-        bias_grad = grads + op.bias if op.bias >= 0 else <floating*>NULL
-        if s > 0:
-            weight_grad = <floating*>t.partials + (s - 1) * size
-            bias_grad = weight_grad + op.n_out * op.n_in if op.bias >= 0 else <floating*>NULL
-        dense_backward_params_ptr(weight_grad, bias_grad,
-                                  <const floating*>t.grad_out + lo * op.n_out,
-                                  inp + lo * op.n_in, <int>(hi - lo), <int>op.n_in,
-                                  <int>op.n_out, <int>op.n_out, <int>op.n_in, 0)
+    weight_grad = grads + op.weight
+    bias_grad = grads + op.bias if op.bias >= 0 else <floating*>NULL
+    if s > 0:
+        weight_grad = <floating*>t.partials + (s - 1) * size
+        bias_grad = weight_grad + op.n_out * op.n_in if op.bias >= 0 else <floating*>NULL
+    dense_backward_params_ptr(weight_grad, bias_grad, <const floating*>t.grad_out + lo * op.n_out,
+                              inp + lo * op.n_in, <int>(hi - lo), <int>op.n_in, <int>op.n_out,
+                              <int>op.n_out, <int>op.n_in, 0)
 
 
 cdef void run_input_piece(Plan* p, Op* op, int s, floating* work,
@@ -702,11 +701,12 @@ cdef void gather_targets(Plan* p, const void* y, const int64_t* order, Py_ssize_
 cdef Py_ssize_t gather_and_begin(Plan* p, const floating* X, const void* y,
                                  const int64_t* order, Py_ssize_t start, Py_ssize_t rows,
                                  Py_ssize_t ahead_rows, int* done_ops) noexcept nogil:
-    """gather_batch. Where the team shares the first layer, the workers meanwhile gather
-    their own copies of the rows and compute their blocks of its outputs, and this thread
-    its block once its gather has checked the rows (on a NaN/inf the workers' results go
-    unused): done_ops[0] is then 1, else 0. The workers then prefetch the `ahead_rows`
-    rows after these."""
+    """gather_batch. Where the team shares the first layer by outputs, the workers meanwhile
+    gather their own copies of the rows and compute their blocks of its outputs, and this
+    thread its block once its gather has checked the rows (on a NaN/inf the workers' results
+    go unused); shared by rows, each thread gathers and checks its rows and computes their
+    outputs, and this one gathers the targets. done_ops[0] is then 1, else 0. The workers
+    then prefetch the `ahead_rows` rows after these (by rows: their own rows of them)."""
     cdef Team* t = p.team
     cdef Py_ssize_t bad = -1
     cdef int s
