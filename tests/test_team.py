@@ -154,9 +154,13 @@ def test_team_shares_a_large_batch_by_rows(threads, n_threads, name, max_grad_no
     assert runner.shared_layers() == {0: ("rows", n_threads), 2: ("rows", 2),
                                       5: ("inputs", 2)}
     assert not np.array_equal(alone.flat_data, rows_problem(dtype)[0].flat_data)
-    assert_allclose(shared.flat_data, alone.flat_data, **TOL[dtype])
-    assert_allclose(shared.flat_buffers, alone.flat_buffers, **TOL[dtype])
-    assert_allclose(trainer.predict(X), trainer_alone.predict(X), **TOL[dtype])
+    # float32 gradients summed in parts differ in the last bits, which Adam's normalised
+    # steps carry into the weights (up to 5e-6 after 9 steps with SSE2 kernels); a part
+    # missing or added twice would move them by about the learning rate (1e-2).
+    tol = dict(rtol=1e-3, atol=2e-5) if dtype == "float32" else TOL[dtype]
+    assert_allclose(shared.flat_data, alone.flat_data, **tol)
+    assert_allclose(shared.flat_buffers, alone.flat_buffers, **tol)
+    assert_allclose(trainer.predict(X), trainer_alone.predict(X), **tol)
     again = train_by_rows(n_threads, dtype, name, max_grad_norm)[0]
     assert_array_equal(again.flat_data, shared.flat_data)
 
