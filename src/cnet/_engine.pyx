@@ -217,9 +217,11 @@ def set_num_threads(n):
     torch.set_num_threads): None, the default, uses as many as the BLAS may (its own setting:
     OPENBLAS_NUM_THREADS, threadpoolctl's limits); 1 runs every step on the calling thread.
     Layers share threads only when their product is large enough (cnet.set_threaded_min_work).
-    Returns the previous setting. Each thread computes whole output elements, so results
-    agree with one thread's except in the last bits where the BLAS picks another kernel for
-    the smaller product; with the same setting, runs repeat bit for bit."""
+    Returns the previous setting. Results agree with one thread's except in the last bits:
+    the BLAS picks another kernel for a smaller product, and a layer split by batch rows (a
+    batch of at least twice its outputs) sums its weight gradient in parts, one per thread,
+    each worker's part held in memory the size of the layer's parameters; with the same
+    setting, runs repeat bit for bit."""
     global team_threads
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral)):
         raise TypeError(f"n: expected an int >= 1 or None, got {n!r}")
