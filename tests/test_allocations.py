@@ -12,13 +12,16 @@ np.lib.tracemalloc_domain) and every Python object, including the ndarray object
 The control tests run the same measurements on runners that do allocate, to show that these
 assertions fail when a step allocates.
 """
+import contextlib
 import gc
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from cnet import CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Tanh, Trainer, optim
+import cnet
+from cnet import (CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Tanh, Trainer, _engine,
+                  optim)
 
 NUMPY = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
 N, BATCH = 12800, 256        # 50 steps per epoch
@@ -50,7 +53,26 @@ SETUPS = {
     "cross_entropy-adam-float32": (CrossEntropyLoss, lambda p: optim.Adam(p, lr=1e-3), "float32"),
     "mse-sgd_momentum-float64": (MSELoss, lambda p: optim.SGD(p, lr=1e-2, momentum=0.9),
                                  "float64"),
+    "cross_entropy-adam-float32-team": (CrossEntropyLoss, lambda p: optim.Adam(p, lr=1e-3),
+                                        "float32"),
 }
+
+
+@contextlib.contextmanager
+def threads_for(name):
+    """For a '-team' setup, a team of two threads sharing every layer it can (the two
+    hidden ones by batch rows: 256 rows through 48 and 32 outputs; the head by its 32
+    inputs), else the defaults."""
+    if not name.endswith("-team"):
+        yield
+        return
+    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
+    cnet.set_num_threads(2)
+    try:
+        yield
+    finally:
+        cnet.set_num_threads(previous[0])
+        cnet.set_threaded_min_work(previous[1])
 
 
 def setup(name):
@@ -83,13 +105,16 @@ def step_costs(call, repeats=5):
 
 @pytest.mark.parametrize("name", SETUPS)
 def test_train_batches_allocates_nothing_per_step(name):
-    trainer, X, y = setup(name)
-    runner = trainer._runner(BATCH, training=True)
-    order = np.random.default_rng(1).permutation(N)
-    losses, correct = np.empty(STEPS), np.zeros(STEPS, np.int64)
-    before = trainer.model.flat_data.copy()
-    net_bytes, net_blocks, extra_peak = step_costs(runner_call(runner, X, y, order, losses,
-                                                               correct))
+    with threads_for(name):
+        trainer, X, y = setup(name)
+        runner = trainer._runner(BATCH, training=True)
+        order = np.random.default_rng(1).permutation(N)
+        losses, correct = np.empty(STEPS), np.zeros(STEPS, np.int64)
+        before = trainer.model.flat_data.copy()
+        net_bytes, net_blocks, extra_peak = step_costs(runner_call(runner, X, y, order,
+                                                                   losses, correct))
+        if name.endswith("-team") and _engine.HAS_TEAM:
+            assert runner.shared_layers() == {0: ("rows", 2), 2: ("rows", 2), 4: ("inputs", 2)}
     assert not np.array_equal(trainer.model.flat_data, before)   # the steps did train
     assert np.isfinite(losses).all()
     assert (net_bytes, net_blocks) == (0, 0)
@@ -98,13 +123,14 @@ def test_train_batches_allocates_nothing_per_step(name):
 
 @pytest.mark.parametrize("name", SETUPS)
 def test_fit_allocation_does_not_grow_with_the_number_of_steps(name):
-    trainer, X, y = setup(name)
-    fit = lambda epochs: trainer.fit(X, y, epochs=epochs, batch_size=BATCH, seed=2,  # noqa: E731
-                                     verbose=0)
-    # 2 and 6 epochs both hold two epoch permutations at once at their peak; 6 epochs run
-    # 200 more steps. Per-epoch bookkeeping (History) is small; per-step arrays are not.
-    net2, blocks2, peak2 = measure(lambda: fit(2))
-    net6, blocks6, peak6 = measure(lambda: fit(6))
+    with threads_for(name):
+        trainer, X, y = setup(name)
+        fit = lambda epochs: trainer.fit(X, y, epochs=epochs, batch_size=BATCH,  # noqa: E731
+                                         seed=2, verbose=0)
+        # 2 and 6 epochs both hold two epoch permutations at once at their peak; 6 epochs
+        # run 200 more steps. Per-epoch bookkeeping (History) is small; per-step arrays not.
+        net2, blocks2, peak2 = measure(lambda: fit(2))
+        net6, blocks6, peak6 = measure(lambda: fit(6))
     assert (net2, blocks2) == (0, 0)
     assert (net6, blocks6) == (0, 0)
     extra_steps = 4 * (N // BATCH)
