@@ -50,8 +50,9 @@ def _label_column(text):
 
 
 def _add_data_arguments(parser, default_label="-1"):
+    default = "the last" if default_label == "-1" else "none: every column is a feature"
     parser.add_argument("--label-column", type=_label_column, default=_label_column(default_label),
-                        help="CSV: the label column, by name or index (default: the last); "
+                        help=f"CSV: the label column, by name or index (default: {default}); "
                              "'none' when the file has no labels")
 
 
@@ -182,6 +183,12 @@ def _check_preprocessing(preprocessing, n_in):
                      "feature); predict with the Python API instead")
 
 
+def _check_features(X, in_features):
+    if X.shape[1] != in_features:
+        raise UsageError(f"data: expected {in_features} feature columns (the model's inputs), "
+                         f"got {X.shape[1]}; name a label column with --label-column")
+
+
 def _preprocess(X, preprocessing):
     if "scale" in preprocessing:
         return X * preprocessing["scale"]
@@ -279,6 +286,7 @@ def _load_model(path):
 def predict(args):
     trainer, preprocessing, task = _load_model(args.model)
     X, _, _ = _load(args.data, args.label_column, kind="test")
+    _check_features(X, trainer.model.in_features)
     if preprocessing is not None:
         X = _preprocess(X, preprocessing)
     if task == "classification" and args.proba:
@@ -302,6 +310,7 @@ def evaluate(args):
     X, y, _ = _load(args.data, args.label_column, kind="test")
     if y is None:
         raise UsageError("data: evaluation needs labels (--label-column)")
+    _check_features(X, trainer.model.in_features)
     if preprocessing is not None:
         X = _preprocess(X, preprocessing)
     result = trainer.evaluate(X, y)
@@ -354,6 +363,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ValueError, TypeError, OSError) as exc:
+    except (UsageError, ValueError, TypeError, OSError, FloatingPointError,
+            ImportError) as exc:    # bad input, a diverged run, matplotlib missing for --plot
         print(f"cnet {args.command}: error: {exc}", file=sys.stderr)
         return 2

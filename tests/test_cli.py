@@ -118,6 +118,31 @@ def test_errors_are_one_line_with_exit_code_2(argv, message, capsys):
     assert message in err and err.count("\n") == 1 and err.startswith(f"cnet {argv[0]}: error:")
 
 
+def test_a_diverging_run_is_a_one_line_error(capsys):
+    assert cli.main(["train", "--lr", "1e30", "--epochs", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnet train: error: loss: became nan") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command, columns", [("predict", 65), ("evaluate", 66)])
+def test_a_csv_with_more_columns_than_the_model_has_inputs_is_a_one_line_error(
+        command, columns, saved_model, tmp_path, capsys):
+    """predict reads every column as a feature by default (a label column left in is one
+    too many); evaluate takes the last as the label (an extra column remains): 65 either way."""
+    X, y = cnet.data.load_digits()
+    table = np.column_stack([X[:20], np.zeros((20, columns - 65)), y[:20]])
+    np.savetxt(tmp_path / "xy.csv", table, delimiter=",", fmt="%g")
+    assert cli.main([command, str(saved_model), str(tmp_path / "xy.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "expected 64 feature columns (the model's inputs), got 65" in err
+    assert err.count("\n") == 1
+
+
+def test_predict_help_gives_its_own_label_column_default():
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["predict"].format_help()
+    assert "(default: none: every column is a feature)" in " ".join(help_text.split())
+
+
 @pytest.mark.parametrize("command", ["train", "predict", "evaluate", "bench", "info"])
 def test_every_command_has_help(command):
     result = subprocess.run([sys.executable, "-m", "cnet", command, "--help"],
