@@ -81,8 +81,10 @@ cdef int blas_threads() noexcept nogil:
 
 def set_threaded_min_work(work):
     """Products with m*n*k below `work` multiply-adds run on the calling thread alone (0: the
-    BLAS decides every time). Returns the previous value. Has no effect where the BLAS is not
-    OpenBLAS >= 0.3.27 (`cnet._blas.THREAD_CONTROL` is then False)."""
+    BLAS decides every time), and the step runner's team (cnet.set_num_threads) shares only
+    Dense layers whose product has at least `work`. Returns the previous value. Where the
+    BLAS is not OpenBLAS >= 0.3.27 (`cnet._blas.THREAD_CONTROL` is then False), the BLAS
+    part has no effect."""
     global threaded_min_work
     if isinstance(work, bool) or not isinstance(work, numbers.Integral):
         raise TypeError(f"work: expected an int >= 0, got {work!r}")
