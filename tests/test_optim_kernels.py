@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 from numpy.testing import assert_allclose
 
@@ -46,6 +47,19 @@ def test_adam_trajectory_matches_reference(n, dtype, seed, weight_decay, amsgrad
     assert_allclose(param, ref_param, **tol(dtype))
     for got, expected in zip(state, ref_state):
         assert_allclose(got, expected, **tol(dtype))
+
+
+@given(n=sizes, dtype=dtypes, seed=seeds, scale=st.sampled_from([1e-3, 1.0, 1e3]),
+       max_norm=st.sampled_from([0.0, 0.5, 10.0, float("inf")]))
+def test_clip_grad_norm_matches_reference(n, dtype, seed, scale, max_norm):
+    grad = random_array(np.random.default_rng(seed), n, dtype) * dtype(scale)
+    expected = grad.copy()
+    ref_norm = reference.clip_grad_norm(expected, max_norm)
+    norm = _optim.clip_grad_norm(grad, max_norm)
+    assert norm == pytest.approx(ref_norm, rel=tol(dtype)["rtol"])
+    assert_allclose(grad, expected, **tol(dtype))
+    if ref_norm > max_norm:     # clipped to max_norm (to 1e-6 / norm of it)
+        assert np.linalg.norm(grad.astype(np.float64)) <= max_norm * (1 + 1e-4)
 
 
 def test_adam_first_step_moves_each_parameter_by_lr():

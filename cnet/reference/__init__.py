@@ -12,10 +12,11 @@ from cnet.reference.dense import dense_backward, dense_forward
 from cnet.reference.losses import (
     bce_loss, bce_with_logits_loss, huber_loss, kl_div_loss, l1_loss, mse_loss,
     soft_cross_entropy, softmax_cross_entropy, triplet_margin_loss)
-from cnet.reference.optim import adagrad_step, adam_step, rmsprop_step, sgd_step
+from cnet.reference.optim import (adagrad_step, adam_step, clip_grad_norm, rmsprop_step,
+                                  sgd_step)
 from cnet.reference.training import ReferenceMLP  # noqa: F401  (the NumPy training baseline)
 
-__all__ = ["matmul", "dense_forward", "dense_backward", "sgd_step", "adam_step",
+__all__ = ["matmul", "dense_forward", "dense_backward", "sgd_step", "adam_step", "clip_grad_norm",
            "adagrad_step", "rmsprop_step",
            "softmax_cross_entropy", "soft_cross_entropy", "mse_loss", "l1_loss", "huber_loss",
            "bce_loss", "bce_with_logits_loss", "kl_div_loss", "triplet_margin_loss",

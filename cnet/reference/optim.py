@@ -60,3 +60,13 @@ def rmsprop_step(param, square_avg, momentum_buffer, grad_avg, grad, step, lr=1e
         param -= lr * momentum_buffer
     else:
         param -= lr * grad / avg
+
+
+def clip_grad_norm(grad, max_norm):
+    """Scale `grad` in place so that its L2 norm is at most max_norm (PyTorch's rule:
+    coefficient max_norm / (norm + 1e-6), capped at 1); returns the norm before clipping."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    coef = grad.dtype.type(max_norm / (norm + 1e-6))
+    if coef < 1:
+        grad *= coef
+    return norm
