@@ -498,73 +498,86 @@ cdef void run_rows_piece(Plan* p, Op* op, int s, floating* work,
                          const floating* inp) noexcept nogil:
     """Thread s's piece of a Dense op shared by batch rows (a batch of at least twice its
     outputs, where each thread reading and packing the whole batch for its block of outputs
-    costs more than reading the whole weight). Forward: its rows of the output (of the first
-    op, it gathers and checks them first: t.bad[s]). Backward, in one phase, as its rows
-    need nothing of the others': its rows of d loss / d input and the weight gradient
-    summed over its rows, thread 0's into the arena, the others' into their partials; then
-    (TASK_SUM_PARAMS) its block of outputs: the partials added in thread order, and its
-    update."""
+    costs more than reading the whole weight): forward or backward over its rows of the
+    batch, or (TASK_SUM_PARAMS) the sum and update of its block of outputs."""
+    cdef Team* t = p.team
+    cdef int parts = row_parts(op, t.rows)
+    cdef Py_ssize_t lo = t.rows * s // parts, hi = t.rows * (s + 1) // parts
+    if t.task == TASK_SUM_PARAMS:
+        sum_partials(p, op, s, parts, <floating*>p.grads)
+    elif s >= parts:
+        return
+    elif t.task == TASK_FORWARD:
+        rows_forward(p, op, s, work, inp, lo, hi)
+    else:
+        rows_backward(p, op, s, work, inp, lo, hi)
+
+
+cdef void rows_forward(Plan* p, Op* op, int s, floating* work, const floating* inp,
+                       Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Rows [lo, hi) of the op's output, and of the activation after it. Of the first op,
+    the thread gathers and checks those rows first (t.bad[s]: -1 or a non-finite row)."""
     cdef Team* t = p.team
     cdef floating* params = <floating*>p.params
-    cdef floating* grads = <floating*>p.grads
-    cdef floating* weight_grad
-    cdef floating* bias_grad
-    cdef const floating* partial
-    cdef Op* act
-    cdef int parts = row_parts(op, t.rows), k
-    cdef Py_ssize_t size = op.n_out * op.n_in + op.n_out
-    cdef Py_ssize_t lo = t.rows * s // parts, hi = t.rows * (s + 1) // parts, j
-    if t.task == TASK_SUM_PARAMS:
-        lo = piece_start(op.n_out, op.pieces, s)
-        hi = piece_start(op.n_out, op.pieces, s + 1)
-        if lo >= hi:
+    cdef Op* act = op + 1
+    if t.op == 0:
+        t.bad[s] = gather_rows(<floating*>inp + lo * op.n_in, <const floating*>t.source,
+                               t.order, t.start + lo, hi - lo, op.n_in)
+        if t.bad[s] >= 0:
             return
-        for k in range(1, parts):
-            partial = <const floating*>t.partials + (k - 1) * size
-            for j in range(lo * op.n_in, hi * op.n_in):
-                grads[op.weight + j] += partial[j]
-            if op.bias >= 0:
-                for j in range(lo, hi):
-                    grads[op.bias + j] += partial[op.n_out * op.n_in + j]
-        if t.step > 0:
-            update_block(p, op, params, grads, lo, hi, t.step)
-        return
-    if s >= parts:
-        return
-    if t.task == TASK_FORWARD:
-        if t.op == 0:
-            t.bad[s] = gather_rows(<floating*>inp + lo * op.n_in, <const floating*>t.source,
-                                   t.order, t.start + lo, hi - lo, op.n_in)
-            if t.bad[s] >= 0:
-                return
-        dense_forward_ptr(work + op.output + lo * op.n_out, inp + lo * op.n_in,
-                          params + op.weight,
-                          params + op.bias if op.bias >= 0 else <floating*>NULL,
-                          <int>(hi - lo), <int>op.n_in, <int>op.n_out, <int>op.n_out)
-        if applies_next(p, t.op):
-            act = op + 1
-            activation_forward(act.activation, work + act.output + lo * op.n_out,
-                               work + op.output + lo * op.n_out, hi - lo, op.n_out, act.slope)
-        return
-    if applies_next(p, t.op):       # d loss / d the op's output first
-        act = op + 1
-        activation_backward(act.activation, <floating*>t.grad_out + lo * op.n_out,
-                            <floating*>t.grad_out + lo * op.n_out,
-                            work + op.output + lo * op.n_out, work + act.output + lo * op.n_out,
-                            hi - lo, op.n_out, act.slope)
+    dense_forward_ptr(work + op.output + lo * op.n_out, inp + lo * op.n_in, params + op.weight,
+                      params + op.bias if op.bias >= 0 else <floating*>NULL,
+                      <int>(hi - lo), <int>op.n_in, <int>op.n_out, <int>op.n_out)
+    if applies_next(p, t.op):
+        activation_forward(act.activation, work + act.output + lo * op.n_out,
+                           work + op.output + lo * op.n_out, hi - lo, op.n_out, act.slope)
+
+
+cdef void rows_backward(Plan* p, Op* op, int s, floating* work, const floating* inp,
+                        Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Rows [lo, hi) backward, in one phase, as they need nothing of the other threads':
+    d loss / d the op's output (through the activation after it), d loss / d its input,
+    and the weight gradient summed over these rows: thread 0's into the arena, the others'
+    into their partials."""
+    cdef Team* t = p.team
+    cdef floating* grad_out = <floating*>t.grad_out + lo * op.n_out
+    cdef floating* weight_grad = <floating*>p.grads + op.weight
+    cdef floating* bias_grad = <floating*>p.grads + op.bias if op.bias >= 0 else NULL
+    cdef Op* act = op + 1
+    if applies_next(p, t.op):
+        activation_backward(act.activation, grad_out, grad_out, work + op.output + lo * op.n_out,
+                            work + act.output + lo * op.n_out, hi - lo, op.n_out, act.slope)
     if t.op > 0:
-        dense_backward_input_ptr(<floating*>t.grad_in + lo * op.n_in,
-                                 <const floating*>t.grad_out + lo * op.n_out,
-                                 params + op.weight, <int>(hi - lo), <int>op.n_in,
-                                 <int>op.n_out, <int>op.n_in)
-    weight_grad = grads + op.weight
-    bias_grad = grads + op.bias if op.bias >= 0 else <floating*>NULL
+        dense_backward_input_ptr(<floating*>t.grad_in + lo * op.n_in, grad_out,
+                                 <floating*>p.params + op.weight, <int>(hi - lo),
+                                 <int>op.n_in, <int>op.n_out, <int>op.n_in)
     if s > 0:
-        weight_grad = <floating*>t.partials + (s - 1) * size
-        bias_grad = weight_grad + op.n_out * op.n_in if op.bias >= 0 else <floating*>NULL
-    dense_backward_params_ptr(weight_grad, bias_grad, <const floating*>t.grad_out + lo * op.n_out,
-                              inp + lo * op.n_in, <int>(hi - lo), <int>op.n_in, <int>op.n_out,
-                              <int>op.n_out, <int>op.n_in, 0)
+        weight_grad = <floating*>t.partials + (s - 1) * (op.n_out * op.n_in + op.n_out)
+        bias_grad = weight_grad + op.n_out * op.n_in if op.bias >= 0 else NULL
+    dense_backward_params_ptr(weight_grad, bias_grad, grad_out, inp + lo * op.n_in,
+                              <int>(hi - lo), <int>op.n_in, <int>op.n_out, <int>op.n_out,
+                              <int>op.n_in, 0)
+
+
+cdef void sum_partials(Plan* p, Op* op, int s, int parts, floating* grads) noexcept nogil:
+    """Thread s's block of outputs of an op shared by rows: the other threads' partial
+    gradients added to thread 0's in thread order, then the block's update."""
+    cdef Team* t = p.team
+    cdef Py_ssize_t lo = piece_start(op.n_out, op.pieces, s)
+    cdef Py_ssize_t hi = piece_start(op.n_out, op.pieces, s + 1), j
+    cdef const floating* partial
+    cdef int k
+    if lo >= hi:
+        return
+    for k in range(1, parts):
+        partial = <const floating*>t.partials + (k - 1) * (op.n_out * op.n_in + op.n_out)
+        for j in range(lo * op.n_in, hi * op.n_in):
+            grads[op.weight + j] += partial[j]
+        if op.bias >= 0:
+            for j in range(lo, hi):
+                grads[op.bias + j] += partial[op.n_out * op.n_in + j]
+    if t.step > 0:
+        update_block(p, op, <floating*>p.params, grads, lo, hi, t.step)
 
 
 cdef void run_input_piece(Plan* p, Op* op, int s, floating* work,
