@@ -697,20 +697,19 @@ cdef Py_ssize_t gather_batch(Plan* p, const floating* X, const void* y, const in
     row of X holding a NaN/inf."""
     cdef Py_ssize_t bad = gather_rows(<floating*>p.work, X, order, start, rows, p.n_in)
     if bad < 0:
-        gather_targets(p, y, order, start, rows, X)
+        gather_targets(p, <floating*>p.work, y, order, start, rows)
     return bad
 
 
-cdef void gather_targets(Plan* p, const void* y, const int64_t* order, Py_ssize_t start,
-                         Py_ssize_t rows, const floating* kind) noexcept nogil:
-    """The targets of rows order[start:start+rows] into the workspace."""
+cdef void gather_targets(Plan* p, floating* work, const void* y, const int64_t* order,
+                         Py_ssize_t start, Py_ssize_t rows) noexcept nogil:
+    """The targets of rows order[start:start+rows] into the workspace `work` (p.work)."""
     cdef Py_ssize_t r
     if p.loss.class_targets:
         for r in range(rows):
             p.class_target[r] = (<const int64_t*>y)[cnet_data_row(order, start + r)]
     else:
-        gather_rows(<floating*>p.work + p.target, <const floating*>y, order, start, rows,
-                    p.n_out)
+        gather_rows(work + p.target, <const floating*>y, order, start, rows, p.n_out)
 
 
 cdef Py_ssize_t gather_and_begin(Plan* p, const floating* X, const void* y,
@@ -736,7 +735,7 @@ cdef Py_ssize_t gather_and_begin(Plan* p, const floating* X, const void* y,
     t.ahead_rows = ahead_rows
     start_phase(p, TASK_FORWARD, 0)
     if p.ops[0].by_rows:        # each thread gathers and checks its own rows
-        gather_targets(p, y, order, start, rows, X)
+        gather_targets(p, <floating*>p.work, y, order, start, rows)
         run_piece(p, 0, <floating*>p.work)
         cnet_wait_equal(&t.finished, t.size - 1)
         for s in range(row_parts(&p.ops[0], rows)):
@@ -855,6 +854,12 @@ def op_spans(param_ranges, groups):
             last = [i, offset, length, g]
             merged.append(last)
     return [tuple(m) for m in merged]
+
+
+cdef object room(object array, Py_ssize_t n, object dtype):
+    """`array` if it holds n elements, else a new array that does: a runner's team buffers
+    grow to the largest call's needs and are kept."""
+    return array if array is not None and array.size >= n else np.empty(n, dtype)
 
 
 cdef size_t address(object array):
@@ -1072,18 +1077,17 @@ cdef class StepRunner:
         if size == 1:
             return 1
         dtype = np.float64 if self.is_double else np.float32
-        if self.plan.ops[0].pieces > 1 and not self.plan.ops[0].by_rows:
-            n = (size - 1) * self.plan.batch * self.plan.n_in
-            if self.copies is None or self.copies.size < n:
-                self.copies = np.empty(n, dtype)
-            self.team.copies = <void*>address(self.copies)
-        n = 0
+        op = &self.plan.ops[0]
+        copies = (size - 1) * self.plan.batch * self.plan.n_in
+        self.copies = room(self.copies, copies if op.pieces > 1 and not op.by_rows else 0,
+                           dtype)
+        partials = 0
         for i in range(self.plan.n_ops):
             op = &self.plan.ops[i]
             if op.by_rows:
-                n = max(n, (op.pieces - 1) * (op.n_out * op.n_in + op.n_out))
-        if n > 0 and (self.partials is None or self.partials.size < n):
-            self.partials = np.empty(n, dtype)
+                partials = max(partials, (op.pieces - 1) * (op.n_out * op.n_in + op.n_out))
+        self.partials = room(self.partials, partials, dtype)
+        self.team.copies = <void*>address(self.copies)
         self.team.partials = <void*>address(self.partials)
         self.team.size = size
         self.team.flush = flush_denormal
