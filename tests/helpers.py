@@ -1,4 +1,6 @@
 """Shared test helpers: hypothesis strategies, tolerances, finite differences."""
+import contextlib
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -105,6 +107,18 @@ def in_threads(jobs):
     if errors:
         raise errors[0]
     return results
+
+
+@contextlib.contextmanager
+def every_product_shared():
+    """set_threaded_min_work(0) inside; set_num_threads and the threshold restored after."""
+    import cnet
+    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
+    try:
+        yield
+    finally:
+        cnet.set_num_threads(previous[0])
+        cnet.set_threaded_min_work(previous[1])
 
 
 def scipy_blas_threads():

@@ -22,6 +22,7 @@ import pytest
 import cnet
 from cnet import (CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Tanh, Trainer, _engine,
                   optim)
+from helpers import every_product_shared
 
 NUMPY = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
 N, BATCH = 12800, 256        # 50 steps per epoch
@@ -66,13 +67,9 @@ def threads_for(name):
     if not name.endswith("-team"):
         yield
         return
-    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
-    cnet.set_num_threads(2)
-    try:
+    with every_product_shared():
+        cnet.set_num_threads(2)
         yield
-    finally:
-        cnet.set_num_threads(previous[0])
-        cnet.set_threaded_min_work(previous[1])
 
 
 def setup(name):

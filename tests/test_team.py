@@ -3,7 +3,6 @@ feature, where the outputs are too few; by batch rows, where the batch holds at 
 the outputs) among threads must train, evaluate and predict as one thread does (to the last
 bits, where the BLAS picks another kernel for a smaller product or a weight gradient is
 summed in parts), and repeat bit for bit."""
-import contextlib
 import os
 import time
 
@@ -16,22 +15,11 @@ from numpy.testing import assert_allclose, assert_array_equal
 import cnet
 from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, MSELoss, ReLU, Sequential,
                   Tanh, Trainer, _engine, optim)
-from helpers import (TINY32, first_moment_after_zero_gradients, in_threads,
-                     scipy_blas_threads)
+from helpers import (TINY32, every_product_shared, first_moment_after_zero_gradients,
+                     in_threads, scipy_blas_threads)
 
 needs_team = pytest.mark.skipif(not _engine.HAS_TEAM, reason="no threads on this platform")
 TOL = {"float32": dict(rtol=2e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-14)}
-
-
-@contextlib.contextmanager
-def every_product_shared():
-    """set_threaded_min_work(0) inside; set_num_threads and the threshold restored after."""
-    previous = cnet.get_num_threads(), cnet.set_threaded_min_work(0)
-    try:
-        yield
-    finally:
-        cnet.set_num_threads(previous[0])
-        cnet.set_threaded_min_work(previous[1])
 
 
 @pytest.fixture
@@ -59,13 +47,15 @@ def groups_cutting_pieces(model):
             {"params": p[6:]}]
 
 
-def train(n_threads, dtype, name, max_grad_norm=None):
+def train(n_threads, dtype, name, max_grad_norm=None, make=problem, batch=16,
+          groups=groups_cutting_pieces):
+    """Three epochs of the problem `make` makes; (model, trainer, runner, X, y)."""
     cnet.set_num_threads(n_threads)
-    model, X, y = problem(dtype)
-    opt = getattr(optim, name)(groups_cutting_pieces(model), lr=0.01)
+    model, X, y = make(dtype)
+    opt = getattr(optim, name)(groups(model), lr=0.01)
     trainer = Trainer(model, CrossEntropyLoss(), opt, max_grad_norm=max_grad_norm)
-    trainer.fit(X, y, epochs=3, batch_size=16, seed=1, verbose=0)
-    runner = trainer._runner(16, training=True, y=y)
+    trainer.fit(X, y, epochs=3, batch_size=batch, seed=1, verbose=0)
+    runner = trainer._runner(batch, training=True, y=y)
     return model, trainer, runner, X, y
 
 
@@ -129,13 +119,8 @@ def rows_problem(dtype):
 
 
 def train_by_rows(n_threads, dtype, name, max_grad_norm=None):
-    cnet.set_num_threads(n_threads)
-    model, X, y = rows_problem(dtype)
-    trainer = Trainer(model, CrossEntropyLoss(), getattr(optim, name)(model.parameters(),
-                                                                      lr=0.01),
-                      max_grad_norm=max_grad_norm)
-    trainer.fit(X, y, epochs=3, batch_size=96, seed=1, verbose=0)
-    return model, trainer._runner(96, training=True, y=y), trainer, X
+    return train(n_threads, dtype, name, max_grad_norm, make=rows_problem, batch=96,
+                 groups=lambda model: model.parameters())
 
 
 @needs_team
@@ -148,8 +133,8 @@ def test_team_shares_a_large_batch_by_rows(threads, n_threads, name, max_grad_no
     the batch through the layer (gathering them itself, for the first), and the activation
     after it; the weight gradient is its threads' partial sums added. It trains as one
     thread does, and repeats bit for bit."""
-    alone, runner_alone, trainer_alone, X = train_by_rows(1, dtype, name, max_grad_norm)
-    shared, runner, trainer, _ = train_by_rows(n_threads, dtype, name, max_grad_norm)
+    alone, trainer_alone, runner_alone, X, _ = train_by_rows(1, dtype, name, max_grad_norm)
+    shared, trainer, runner, _, _ = train_by_rows(n_threads, dtype, name, max_grad_norm)
     assert runner_alone.shared_layers() == {}
     assert runner.shared_layers() == {0: ("rows", n_threads), 2: ("rows", 2),
                                       5: ("inputs", 2)}
