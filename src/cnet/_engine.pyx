@@ -1189,8 +1189,7 @@ cdef class StepRunner:
         cdef int size = self.prepare_team(&one_thread)
         call_begins()
         with nogil:
-            mode = cnet_fp_flush_begin(flush_denormal)
-            self.begin(size, one_thread)
+            mode = self.begin(size, one_thread)
             if self.is_double:
                 done = train_batches[double](&self.plan, <const double*>X_, y_, order_, n_rows,
                                              first_batch, n_batches, step, losses_,
@@ -1199,8 +1198,7 @@ cdef class StepRunner:
                 done = train_batches[float](&self.plan, <const float*>X_, y_, order_, n_rows,
                                             first_batch, n_batches, step, losses_,
                                             correct_, stop_on_nan, &bad)
-            self.end(size, one_thread)
-            cnet_fp_flush_end(mode)
+            self.end(size, one_thread, mode)
         call_ends()
         self.optimizer.step_count += done
         return done, bad
@@ -1218,16 +1216,14 @@ cdef class StepRunner:
         cdef int size = self.prepare_team(&alone)
         call_begins()
         with nogil:
-            mode = cnet_fp_flush_begin(flush_denormal)
-            self.begin(size, alone)
+            mode = self.begin(size, alone)
             if self.is_double:
                 bad = batch_gradient[double](&self.plan, <const double*>X_, y_, rows,
                                              correct_, &loss)
             else:
                 bad = batch_gradient[float](&self.plan, <const float*>X_, y_, rows,
                                             correct_, &loss)
-            self.end(size, alone)
-            cnet_fp_flush_end(mode)
+            self.end(size, alone, mode)
         call_ends()
         return loss, bad
 
@@ -1241,34 +1237,37 @@ cdef class StepRunner:
         cdef int size = self.prepare_team(&alone, True)
         call_begins()
         with nogil:
-            mode = cnet_fp_flush_begin(flush_denormal)
-            self.begin(size, alone)
+            mode = self.begin(size, alone)
             if self.is_double:
                 bad = predict_rows[double](&self.plan, <const double*>X_, <double*>out_, n_rows)
             else:
                 bad = predict_rows[float](&self.plan, <const float*>X_, <float*>out_, n_rows)
-            self.end(size, alone)
-            cnet_fp_flush_end(mode)
+            self.end(size, alone, mode)
         call_ends()
         return bad
 
-    cdef void begin(self, int size, bint alone) noexcept nogil:
-        """Wake the team prepared for this call; while it or `alone` holds, every BLAS
-        product runs on the thread that calls it."""
+    cdef uint64_t begin(self, int size, bint alone) noexcept nogil:
+        """Set this thread's denormal mode and wake the team prepared for this call; while
+        it or `alone` holds, every BLAS product runs on the thread that calls it. Returns
+        the floating-point mode to give back to `end`."""
+        cdef uint64_t mode = cnet_fp_flush_begin(flush_denormal)
         if alone or size > 1:
             one_thread_begin()
         if size > 1:
             self.plan.team = &self.team
             cnet_park_wake(&self.team.park, False)
+        return mode
 
-    cdef void end(self, int size, bint alone) noexcept nogil:
-        """Send the workers back to wait for the next call, and wait until they are."""
+    cdef void end(self, int size, bint alone, uint64_t mode) noexcept nogil:
+        """Send the workers back to wait for the next call, wait until they are, and restore
+        the calling thread's floating-point mode."""
         if size > 1:
             start_phase(&self.plan, TASK_PARK, 0)
             cnet_wait_equal(&self.team.finished, size - 1)
             self.plan.team = NULL
         if alone or size > 1:
             one_thread_end()
+        cnet_fp_flush_end(mode)
 
     def __dealloc__(self):
         self.stop_workers()
