@@ -107,7 +107,7 @@ class Rounds:
 
     def info(self, warmup):
         timed = self.cpu[warmup:] or self.cpu
-        return {"cpu_s": statistics.median(timed), "cpu_s_all": self.cpu}
+        return {"cpu_s": statistics.median(timed), "cpu_s_rounds": timed}
 
 
 def run_rounds(benchmark, fn, rounds, extra):

@@ -105,13 +105,15 @@ class Results:
         return div(self.samples(kind, config), self.median(kind, config, impl, source))
 
     def cpu(self, kind, config, impl):
-        """Median CPU seconds (user + sys, all threads) per round."""
-        own = self.info(kind, config, impl, "cpu_s")
-        if own is not None:
-            return own
-        inter = self.interleaved.get((kind, config))
-        values = inter["cpu_s"].get(impl) if inter else None
-        return statistics.median(values) if values else None
+        """CPU seconds (user + sys, all threads) per round: the median or the least, as the
+        round times (from the median alone where a JSON holds no more)."""
+        values = self.info(kind, config, impl, "cpu_s_rounds")
+        if values is None and self.info(kind, config, impl, "cpu_s") is not None:
+            values = [self.info(kind, config, impl, "cpu_s")]
+        if values is None:
+            inter = self.interleaved.get((kind, config))
+            values = inter["cpu_s"].get(impl) if inter else None
+        return self._pick(values) if values else None
 
     def info(self, kind, config, impl, key):
         bench = self.get(kind, config, impl)

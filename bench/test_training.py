@@ -4,7 +4,8 @@ GEMM floor, side by side in one group per configuration.
 
 extra_info["samples"] is the number of rows one round processes: report.py divides it by
 the median round time for samples/s. extra_info["cpu_s"] is the median CPU time (user +
-sys, all threads) of one round.
+sys, all threads) of one round, extra_info["cpu_s_rounds"] that of each timed round (for
+report.py --stat min).
 """
 import math
 import os
