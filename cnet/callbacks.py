@@ -5,6 +5,7 @@ with that epoch's logs ({"loss": ..., "val_loss": ..., ...}). Setting
 `trainer.stop_training = True` ends fit after the current epoch.
 """
 import math
+import numbers
 
 import numpy as np
 
@@ -29,6 +30,9 @@ class _Monitor:
     """Tracks the best value of one logged metric ('min' for losses, 'max' otherwise)."""
 
     def __init__(self, monitor, mode, min_delta=0.0):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor: expected the name of a logged metric (a str), "
+                            f"got {monitor!r}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
         if mode == "auto":
@@ -55,6 +59,10 @@ class EarlyStopping(Callback):
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
                  restore_best_weights=False):
         self._monitor = _Monitor(monitor, mode, min_delta)
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
+            raise TypeError(f"patience: expected an int >= 0, got {patience!r}")
+        if patience < 0:
+            raise ValueError(f"patience: expected an int >= 0, got {patience}")
         self.patience = int(patience)
         self.restore_best_weights = restore_best_weights
         self.stopped_epoch = None
@@ -73,7 +81,7 @@ class EarlyStopping(Callback):
                 self._best = (model.flat_data.copy(), model.flat_buffers.copy())
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:      # as Keras: `patience` epochs without improvement
             self.stopped_epoch = epoch
             trainer.stop_training = True
 
@@ -120,7 +128,8 @@ class TerminateOnNaN(Callback):
 
 class LearningRateScheduler(Callback):
     """Step a cnet.schedulers scheduler after every epoch (ReduceLROnPlateau gets the
-    value of `monitor`)."""
+    value of `monitor`); logs["lr"] is the learning rate the epoch trained with (of the
+    first parameter group)."""
 
     def __init__(self, scheduler, monitor="val_loss"):
         if not callable(getattr(scheduler, "step", None)):
@@ -130,8 +139,10 @@ class LearningRateScheduler(Callback):
         self.scheduler, self.monitor = scheduler, monitor
 
     def on_epoch_end(self, trainer, epoch, logs):
+        # The rate this epoch trained with (as Keras logs it), not the next epoch's.
+        lr = trainer.optimizer.lr
         if hasattr(self.scheduler, "num_bad_epochs"):      # ReduceLROnPlateau
             self.scheduler.step(_Monitor(self.monitor, "auto").value(logs))
         else:
             self.scheduler.step()
-        logs["lr"] = trainer.optimizer.lr
+        logs["lr"] = lr

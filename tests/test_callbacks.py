@@ -57,7 +57,7 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     val = history.history["val_loss"]
     assert len(val) < 100 and stopper.stopped_epoch == len(val) - 1
     assert stopper.best_epoch == int(np.argmin(val))
-    assert len(val) - 1 - stopper.best_epoch == 3          # patience 2: stops on the third miss
+    assert len(val) - 1 - stopper.best_epoch == 2          # patience 2: stops on the second miss
     assert np.array_equal(model.flat_data, snapshots[stopper.best_epoch])
 
 
@@ -100,3 +100,40 @@ def test_checkpoint_path_naming_a_missing_log_is_a_clear_error(tmp_path):
 def test_learning_rate_scheduler_needs_a_scheduler(scheduler):
     with pytest.raises(TypeError, match="scheduler: expected a cnet.schedulers scheduler"):
         LearningRateScheduler(scheduler)
+
+
+@pytest.mark.parametrize("patience", [0, 1, 2, 3])
+def test_early_stopping_stops_after_patience_epochs_without_improvement_as_keras(patience):
+    # Keras: EarlyStopping(patience=3) on a loss that never improves runs 4 epochs (its
+    # docstring's example): the first sets the best, then `patience` misses stop training.
+    model, X, y = problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0))
+    stopper = EarlyStopping(monitor="loss", patience=patience)
+    history = trainer.fit(X, y, epochs=20, shuffle=False, verbose=0, callbacks=[stopper])
+    assert len(history.epoch) == max(patience, 1) + 1
+    assert stopper.best_epoch == 0 and stopper.stopped_epoch == max(patience, 1)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(patience=-1), ValueError), (dict(patience=2.5), TypeError),
+    (dict(patience="3"), TypeError), (dict(monitor=None), TypeError)])
+def test_early_stopping_checks_its_arguments(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        EarlyStopping(**kwargs)
+
+
+def test_learning_rate_scheduler_logs_the_rate_each_epoch_trained_with():
+    from cnet.schedulers import StepLR
+    model, X, y = problem()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    snapshots = []
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            snapshots.append(trainer.model.flat_data.copy())
+
+    # gamma=0: the first epoch trains at 0.1, every later one at 0 (no change to the weights)
+    history = Trainer(model, CrossEntropyLoss(), opt).fit(
+        X, y, epochs=3, verbose=0, callbacks=[Snapshot(), LearningRateScheduler(StepLR(opt, 1, 0.0))])
+    assert history.history["lr"] == [0.1, 0.0, 0.0]
+    assert np.array_equal(snapshots[1], snapshots[2])
