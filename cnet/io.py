@@ -386,6 +386,7 @@ def save(model, path, optimizer=None, extra=None):
     safetensors file, atomically. See the module docstring for the layout."""
     if not isinstance(model, Sequential):
         raise TypeError(f"model: expected a cnet Sequential, got {type(model).__name__}")
+    model._check_layers()
     import cnet
     layers = []
     for i, layer in enumerate(model.layers):

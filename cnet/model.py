@@ -34,6 +34,12 @@ class Parameter:
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype})"
 
+    def __reduce__(self):
+        # copy.deepcopy and pickle build the Parameter again over the (copied) arena: copied
+        # on their own, .data and .grad would no longer be views of what the optimizers and
+        # the step runner update.
+        return Parameter, (self.name, self.flat_data, self.flat_grad, self.offset, self.shape)
+
 
 class Sequential:
     """A stack of layers applied in order, with one flat parameter arena.
@@ -130,6 +136,63 @@ class Sequential:
         return [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
                 for name, shape in getattr(layer, kind)().items()]
 
+    def __setstate__(self, state):
+        """copy.deepcopy and pickle: the buffers (running statistics), in the model and in
+        its layers, are made views of the copied flat_buffers again (the Parameters rebind
+        themselves); as plain copies they would drift from what the step runner updates."""
+        self.__dict__.update(state)
+        offset = 0
+        for name, old in list(self._buffers.items()):
+            if not np.shares_memory(old, self.flat_buffers):   # (copy.copy shares both)
+                view = self.flat_buffers[offset:offset + old.size].reshape(old.shape)
+                self._buffers[name] = view
+                index, attribute = name.split(".", 1)
+                setattr(self.layers[int(index)], attribute, view)
+            offset += old.size
+
+    def _check_layers(self):
+        """That model.layers is still the stack this model's arena was laid out for. The step
+        runner finds each layer's parameters in the arena by position and its compiled code
+        does no bounds checks, so a layer appended, inserted, removed or replaced by one with
+        parameters after construction must be refused before it runs (activations may be
+        swapped, e.g. Sigmoid for Step)."""
+        checked = self.__dict__.get("_checked_layers")
+        if (checked is not None and len(checked) == len(self.layers)
+                and all(a is b for a, b in zip(checked, self.layers))):
+            return                  # the same layer objects as at the last check
+
+        def changed(i, why):
+            return ValueError(f"model.layers[{i}]: {why}; model.layers was changed after the "
+                              f"Sequential was built, which only works for layers without "
+                              f"parameters (e.g. swapping an activation): build a new "
+                              f"Sequential with the layers you want")
+        found = {"_parameters": 0, "_buffers": 0}
+        width = None
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"model.layers[{i}]: expected a cnet layer, got "
+                                f"{type(layer).__name__}")
+            for registry, shapes in (("_parameters", layer.param_shapes()),
+                                     ("_buffers", layer.buffer_shapes())):
+                for name, shape in shapes.items():
+                    mine = getattr(self, registry).get(f"{i}.{name}")
+                    if (mine is None or getattr(layer, name, None) is not mine
+                            or tuple(mine.shape) != tuple(shape)):
+                        raise changed(i, f"{layer!r} does not hold this model's {name!r} "
+                                         f"at position {i}")
+                    found[registry] += 1
+            try:
+                width = layer.output_width(width)
+            except ValueError as exc:
+                raise changed(i, str(exc)) from None
+        for registry, count in found.items():
+            if count != len(getattr(self, registry)):
+                raise changed(len(self.layers), "a layer with parameters or buffers is missing")
+        if width != self.out_features:
+            raise changed(len(self.layers) - 1, f"the model now ends with {width} outputs, "
+                                                f"not {self.out_features}")
+        self._checked_layers = tuple(self.layers)
+
     @staticmethod
     def _own(index, named):
         prefix = f"{index}."
@@ -198,6 +261,10 @@ class Sequential:
     # --- modes ---------------------------------------------------------------------------
 
     def train(self, mode=True):
+        """Training mode (Dropout drops, BatchNorm1d uses and updates batch statistics) or,
+        with mode=False, evaluation mode; returns the model."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"mode: expected True or False, got {mode!r}")
         self.training = bool(mode)
         for layer in self.layers:
             layer.training = self.training

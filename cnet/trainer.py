@@ -6,6 +6,7 @@ with no Python per layer and no new arrays per step. Finiteness of X is checked 
 batch is gathered, not by a scan of the whole data set per call.
 """
 import collections
+import contextlib
 import functools
 import math
 import numbers
@@ -115,6 +116,18 @@ def _check_optimizer_of(model, optimizer):
         raise ValueError("optimizer: expected an optimizer over this model's parameters")
 
 
+@contextlib.contextmanager
+def _mode(model, training):
+    """The model in training (or eval) mode for one call, then back in the mode it was in,
+    as Keras's fit and predict leave it."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def _one_call_at_a_time(method):
     """Serialise a Trainer's calls: fit, evaluate and predict share its step runners'
     workspaces, so two threads using one Trainer at once would overwrite each other's
@@ -158,6 +171,19 @@ class Trainer:
         self._runners = collections.OrderedDict()
         self._lock = threading.RLock()
 
+    # copy.deepcopy and pickle: the step runners (compiled, holding pointers into this
+    # trainer's arrays) and the lock are not copied; the copy builds its own when it runs.
+    # Deep-copied together, the model and optimizer of the copy share the copied arena.
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_runners"], state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._runners = collections.OrderedDict()
+        self._lock = threading.RLock()
+
     @property
     def is_classifier(self):
         return isinstance(self.loss, CrossEntropyLoss)
@@ -173,6 +199,7 @@ class Trainer:
         settings, and for
         training the optimizer object, max_grad_norm and the loss's settings. (The
         optimizer's hyper-parameters it re-reads at every call.)"""
+        self.model._check_layers()      # model.layers may have been edited since
         if training:            # trainer.optimizer may have been replaced since __init__
             _check_optimizer_of(self.model, self.optimizer)
         loss = self.loss if y is None else self.loss._for_targets(y)  # e.g. soft labels
@@ -239,6 +266,9 @@ class Trainer:
             raise TypeError(f"initial_epoch: expected an int >= 0, got {initial_epoch!r}")
         if initial_epoch < 0:
             raise ValueError(f"initial_epoch: expected an int >= 0, got {initial_epoch}")
+        if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
+            raise ValueError(f"verbose: expected 0 (silent), 1 (progress bar) or 2 (one line "
+                             f"per epoch), got {verbose!r}")
         if not isinstance(on_nan, str) or on_nan not in ("raise", "stop", "continue"):
             raise ValueError(f"on_nan: expected 'raise', 'stop' or 'continue', got {on_nan!r}")
         callbacks = self._check_callbacks(callbacks)
@@ -277,46 +307,49 @@ class Trainer:
         snapshot = _Snapshot(self.model, self.optimizer)
         progress = EpochProgress(verbose, epochs, n_batches, n)
         self.stop_training = False
-        self.model.train()
-        for callback in callbacks:
-            callback.on_train_begin(self)
-        for epoch in range(initial_epoch, epochs):
-            start = time.perf_counter()
-            order = rng.permutation(n) if shuffle else None
-            snapshot.save()
-            progress.start(epoch)
-            done, bad = (self._lbfgs_step(runner, X, y, losses, correct) if lbfgs else
-                         self._train_epoch(runner, X, y, order, losses, correct,
-                                           on_nan != "continue", progress, batch_seconds))
-            if bad >= 0:    # every row is seen in the first epoch: the model is as before fit
-                snapshot.restore()
-                raise ValueError(f"X: expected finite values, got "
-                                 f"{X[bad][~np.isfinite(X[bad])][0]} at row {bad}")
-            if done < n_batches:
-                diverged = f"loss: became {losses[done]} at epoch {epoch + 1}, batch {done + 1}"
-            elif on_nan != "continue" and not self._finite_state():
-                diverged = f"weights: became NaN or infinite in epoch {epoch + 1}"
-            else:
-                diverged = None
-            if diverged:
-                self._diverged(snapshot, on_nan, epoch, diverged)
-                history._append(epoch, {"loss": float("nan")})
-                break
-            logs = {"loss": self._epoch_loss(losses, rows, n, row_weights, order, batch_size)}
-            if self.is_classifier and y.ndim == 1:   # counted by the step runner
-                logs["accuracy"] = float(correct.sum() / counted)
-            if validation_data is not None:
-                for key, value in self.evaluate(*validation_data).items():
-                    logs["val_" + key] = value
+        with _mode(self.model, training=True):
             for callback in callbacks:
-                callback.on_epoch_end(self, epoch, logs)
-            history._append(epoch, logs)
-            progress.end(epoch, logs, time.perf_counter() - start)
-            if self.stop_training:
-                break
-        for callback in callbacks:
-            callback.on_train_end(self)
-        return history
+                callback.on_train_begin(self)
+            for epoch in range(initial_epoch, epochs):
+                start = time.perf_counter()
+                order = rng.permutation(n) if shuffle else None
+                snapshot.save()
+                progress.start(epoch)
+                done, bad = (self._lbfgs_step(runner, X, y, losses, correct) if lbfgs else
+                             self._train_epoch(runner, X, y, order, losses, correct,
+                                               on_nan != "continue", progress, batch_seconds))
+                if bad >= 0:    # every row is seen in the first epoch: the model is as before fit
+                    snapshot.restore()
+                    raise ValueError(f"X: expected finite values, got "
+                                     f"{X[bad][~np.isfinite(X[bad])][0]} at row {bad}")
+                if done < n_batches:
+                    diverged = f"loss: became {losses[done]} at epoch {epoch + 1}, batch {done + 1}"
+                elif on_nan != "continue" and not self._finite_state():
+                    diverged = f"weights: became NaN or infinite in epoch {epoch + 1}"
+                else:
+                    diverged = None
+                if diverged:
+                    self._diverged(snapshot, on_nan, epoch, diverged)
+                    # NaN for every metric logged so far, so that each history list still has
+                    # one value per epoch (History.plot, pandas.DataFrame(history.history)).
+                    history._append(epoch, {key: float("nan")
+                                            for key in history.history or ("loss",)})
+                    break
+                logs = {"loss": self._epoch_loss(losses, rows, n, row_weights, order, batch_size)}
+                if self.is_classifier and y.ndim == 1:   # counted by the step runner
+                    logs["accuracy"] = float(correct.sum() / counted)
+                if validation_data is not None:
+                    for key, value in self.evaluate(*validation_data).items():
+                        logs["val_" + key] = value
+                for callback in callbacks:
+                    callback.on_epoch_end(self, epoch, logs)
+                history._append(epoch, logs)
+                progress.end(epoch, logs, time.perf_counter() - start)
+                if self.stop_training:
+                    break
+            for callback in callbacks:
+                callback.on_train_end(self)
+            return history
 
     @staticmethod
     def _check_callbacks(callbacks):
@@ -498,12 +531,8 @@ class Trainer:
         batch = 1 << max(0, len(X) - 1).bit_length()
         runner = self._runner(batch if whole else min(PREDICT_BATCH, batch),
                               training=False)
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with _mode(self.model, training=False):
             bad = runner.predict(X, out)
-        finally:
-            self.model.train(was_training)
         if bad >= 0:
             raise ValueError(f"X: expected finite values, got "
                              f"{X[bad][~np.isfinite(X[bad])][0]} at row {bad}")

@@ -1,11 +1,14 @@
 """Sequential: the arena, parameters, state dicts and the manual forward/backward path."""
+import copy
+import pickle
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
 import cnet
 from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, LeakyReLU, MSELoss, ReLU,
-                  Sequential, Sigmoid, Softmax, Tanh)
+                  Sequential, Sigmoid, Softmax, Step, Tanh, Trainer, optim)
 from helpers import check_model_gradients
 
 
@@ -214,3 +217,109 @@ def test_numpy_scalars_are_numbers_for_layer_arguments():
     norm = BatchNorm1d(3, eps=np.float32(1e-5), momentum=np.float64(0.1))
     assert norm.eps == pytest.approx(1e-5) and norm.momentum == 0.1
     assert LeakyReLU(np.float32(0.25)).negative_slope == 0.25
+
+
+# ---- copies and edits of a model (found in review) --------------------------------------------
+
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))],
+                         ids=["deepcopy", "pickle"])
+def test_a_copied_model_keeps_its_parameters_and_buffers_views_of_its_own_arenas(copy_of):
+    model = Sequential(Dense(4, 6), BatchNorm1d(6), ReLU(), Dense(6, 3), seed=0)
+    model(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))  # stats move
+    clone = copy_of(model)
+    for name, p in clone.named_parameters():
+        assert np.shares_memory(p.data, clone.flat_data), name
+        assert np.shares_memory(p.grad, clone.flat_grad), name
+        assert not np.shares_memory(p.data, model.flat_data), name
+    for layer in (clone[1],):
+        assert np.shares_memory(layer.running_mean, clone.flat_buffers)
+        assert layer.running_mean is clone._buffers["1.running_mean"]
+    for key, value in model.state_dict().items():
+        assert np.array_equal(clone.state_dict()[key], value), key
+    clone.flat_data[:] = 0          # what an optimizer step or the step runner writes
+    clone.flat_buffers[:] = 7
+    assert not clone[0].weight.data.any() and (clone[1].running_var == 7).all()
+    assert all(not v.any() for k, v in clone.state_dict().items() if k.endswith(("weight", "bias")))
+    assert model[0].weight.data.any()       # the original is untouched
+
+
+def test_a_deep_copied_model_trains_saves_and_predicts_the_same_weights(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = Sequential(Dense(4, 8), ReLU(), Dense(8, 2), seed=0)
+    clone = copy.deepcopy(model)
+    trainer = Trainer(clone, CrossEntropyLoss(), optim.SGD(clone.parameters(), lr=0.5))
+    trainer.fit(X, y, epochs=5, verbose=0)
+    outputs = trainer.predict_proba(X)
+    assert_allclose(cnet.layers.Softmax()(clone(X)), outputs, rtol=1e-5, atol=1e-6)
+    cnet.save(clone, tmp_path / "clone.safetensors")
+    back = cnet.load(tmp_path / "clone.safetensors")
+    assert np.array_equal(back.flat_data, clone.flat_data)
+    assert not np.array_equal(clone.flat_data, model.flat_data)
+
+
+def test_a_deep_copied_trainer_trains_its_own_model_and_optimizer():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 4))
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = Sequential(Dense(4, 8), ReLU(), Dense(8, 2), dtype="float64", seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=0.05))
+    trainer.fit(X, y, epochs=2, verbose=0)          # runners exist now
+    before = model.flat_data.copy()
+    for clone in (copy.deepcopy(trainer), pickle.loads(pickle.dumps(trainer))):
+        assert clone.optimizer.flat_data is clone.model.flat_data
+        clone.fit(X, y, epochs=3, verbose=0, seed=0)
+        assert np.array_equal(model.flat_data, before)              # the original's untouched
+        assert not np.array_equal(clone.model.flat_data, before)
+    trainer.fit(X, y, epochs=3, verbose=0, seed=0)
+    assert np.array_equal(trainer.model.flat_data, clone.model.flat_data)  # same run
+
+
+@pytest.mark.parametrize("edit", [
+    lambda layers: layers.append(Dense(3, 2)),
+    lambda layers: layers.insert(0, ReLU()),
+    lambda layers: layers.pop(0),
+    lambda layers: layers.__setitem__(2, Dense(6, 3)),
+    lambda layers: layers.__setitem__(0, Sequential(Dense(5, 6), seed=0)[0]),
+    lambda layers: layers.clear(),
+], ids=["append", "insert", "remove", "replace", "foreign", "clear"])
+def test_editing_model_layers_after_construction_is_refused_before_compiled_code(edit):
+    X = np.random.default_rng(0).standard_normal((16, 5)).astype(np.float32)
+    y = np.arange(16) % 3
+    model = Sequential(Dense(5, 6), ReLU(), Dense(6, 3), seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    trainer.fit(X, y, epochs=1, verbose=0)
+    edit(model.layers)       # heap corruption in the step runner before the check
+    for call in (lambda: trainer.fit(X, y, epochs=1, verbose=0), lambda: trainer.predict(X),
+                 lambda: trainer.evaluate(X, y), lambda: cnet.save(model, "never-written")):
+        with pytest.raises(ValueError, match="model.layers was changed"):
+            call()
+
+
+def test_swapping_an_activation_in_model_layers_still_works():
+    X = np.random.default_rng(0).standard_normal((16, 5)).astype(np.float32)
+    model = Sequential(Dense(5, 6), Sigmoid(), Dense(6, 3), Sigmoid(), seed=0)
+    trainer = Trainer(model, MSELoss(), optim.SGD(model.parameters()))
+    trainer.fit(X, np.zeros((16, 3), np.float32), epochs=1, verbose=0)
+    model.layers[3] = Step()
+    assert set(np.unique(trainer.predict(X))) <= {0.0, 1.0}
+
+
+def test_a_shallow_copy_shares_the_model_and_leaves_the_original_intact():
+    model = Sequential(Dense(4, 6), BatchNorm1d(6), ReLU(), Dense(6, 3), seed=0)
+    same = copy.copy(model)
+    assert same.flat_data is model.flat_data and same[1] is model[1]
+    X = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters())).fit(
+        X, np.arange(16) % 3, epochs=1, verbose=0)        # model._check_layers() passes
+    assert np.shares_memory(model[1].running_mean, model.flat_buffers)
+
+
+@pytest.mark.parametrize("mode", ["False", 0, None])
+def test_train_mode_must_be_a_bool(mode):
+    model = Sequential(Dense(2, 2), Dropout(0.5), seed=0)
+    with pytest.raises(TypeError, match="mode: expected True or False"):
+        model.train(mode)
+    assert model.training and model[1].training
+    assert model.train(np.bool_(False)) is model and not model[1].training

@@ -349,3 +349,51 @@ def test_a_trainer_follows_a_model_swapped_in_after_its_first_call():
     trainer.model, trainer.optimizer = second, optim.SGD(second.parameters(), lr=0.1)
     expected = Trainer(second, CrossEntropyLoss(), trainer.optimizer).predict_proba(X)
     assert trainer.predict_proba(X).tobytes() == expected.tobytes()
+
+
+def test_a_run_stopped_by_divergence_keeps_one_history_value_per_epoch_for_every_metric(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 4))
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = Sequential(Dense(4, 8), ReLU(), Dense(8, 2), dtype="float64", seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+
+    from cnet.callbacks import Callback
+
+    class Diverge(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                trainer.optimizer.lr = 1e305
+
+    with pytest.warns(RuntimeWarning, match="became"):
+        history = trainer.fit(X, y, epochs=5, verbose=0, validation_split=0.2, on_nan="stop",
+                              callbacks=[Diverge()])
+    assert history.epoch == [0, 1, 2]
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for key, values in history.history.items():
+        assert len(values) == 3 and np.isnan(values[-1]) and np.isfinite(values[:2]).all(), key
+    pytest.importorskip("matplotlib")
+    history.plot(tmp_path / "curves.png")          # x and y of different lengths before
+
+
+@pytest.mark.parametrize("verbose", [-1, 3, "2", 1.0, None])
+def test_fit_refuses_a_verbose_level_it_has_not(verbose):
+    trainer, X, y = digits_with_learning_rate(0.1)
+    before = trainer.model.flat_data.copy()
+    with pytest.raises(ValueError, match="verbose: expected 0 .* got"):
+        trainer.fit(X, y, verbose=verbose)
+    assert np.array_equal(trainer.model.flat_data, before)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fit_and_predict_leave_the_model_in_the_mode_they_found(training):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    model = Sequential(Dense(4, 8), Dropout(0.5), Dense(8, 3), seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    model.train(training)
+    trainer.fit(X, y, epochs=2, verbose=0, validation_split=0.25)
+    assert model.training is training and all(layer.training is training for layer in model)
+    trainer.predict(X)
+    assert model.training is training and model[1].training is training
