@@ -1,9 +1,12 @@
 """Callbacks: early stopping (with best-weight restore), stopping on NaN, and what the
 checkpoint and learning-rate callbacks refuse."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from cnet import CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Trainer, optim
+from cnet import BatchNorm1d, CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Trainer, optim
+from cnet.schedulers import StepLR
 from cnet.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
                             TerminateOnNaN)
 
@@ -123,7 +126,6 @@ def test_early_stopping_checks_its_arguments(kwargs, error):
 
 
 def test_learning_rate_scheduler_logs_the_rate_each_epoch_trained_with():
-    from cnet.schedulers import StepLR
     model, X, y = problem()
     opt = optim.SGD(model.parameters(), lr=0.1)
     snapshots = []
@@ -137,3 +139,82 @@ def test_learning_rate_scheduler_logs_the_rate_each_epoch_trained_with():
         X, y, epochs=3, verbose=0, callbacks=[Snapshot(), LearningRateScheduler(StepLR(opt, 1, 0.0))])
     assert history.history["lr"] == [0.1, 0.0, 0.0]
     assert np.array_equal(snapshots[1], snapshots[2])
+
+
+def drive(stopper, values, trainer=None, monitor="val_loss"):
+    """Feed stopper one epoch's logs per value, as fit does; the epochs it let pass."""
+    trainer = trainer or SimpleNamespace(model=None)
+    trainer.stop_training = False
+    stopper.on_train_begin(trainer)
+    for epoch, value in enumerate(values):
+        stopper.on_epoch_end(trainer, epoch, {monitor: value})
+        if trainer.stop_training:
+            break
+    stopper.on_train_end(trainer)
+    return epoch + 1
+
+
+def test_early_stopping_min_delta_is_the_improvement_needed():
+    """As Keras: with min_delta, a loss improves only when below best - min_delta, so a
+    smaller gain, or a worse value, counts as a miss."""
+    stopper = EarlyStopping(min_delta=0.1, patience=0)
+    assert drive(stopper, [1.0, 0.95, 0.5]) == 2
+    assert stopper.best_epoch == 0 and stopper.stopped_epoch == 1
+    stopper = EarlyStopping(min_delta=0.1, patience=0)
+    assert drive(stopper, [1.0, 1.05, 0.5]) == 2
+    stopper = EarlyStopping(min_delta=0.1, patience=0)
+    assert drive(stopper, [1.0, 0.85, 0.7, 0.7]) == 4 and stopper.best_epoch == 2
+    stopper = EarlyStopping(monitor="val_accuracy", min_delta=0.1, patience=0)
+    assert drive(stopper, [0.5, 0.55, 0.9], monitor="val_accuracy") == 2
+
+
+@pytest.mark.parametrize("monitor", ["accuracy", "val_accuracy"])
+def test_early_stopping_auto_mode_maximises_accuracies(monitor):
+    """mode='auto' is 'max' for a metric named like an accuracy (Keras: 'acc' in the name)."""
+    stopper = EarlyStopping(monitor=monitor, patience=0)
+    assert drive(stopper, [0.5, 0.6, 0.7, 0.65], monitor=monitor) == 4
+    assert stopper.best_epoch == 2 and stopper.stopped_epoch == 3
+
+
+def test_early_stopping_used_for_a_second_fit_starts_afresh():
+    """on_train_begin forgets the previous run's best value (as Keras), so a second fit
+    whose losses are all above the first one's best is not stopped at once."""
+    stopper = EarlyStopping(patience=0)
+    assert drive(stopper, [0.1, 0.2]) == 2
+    assert drive(stopper, [0.5, 0.4, 0.3]) == 3
+    assert stopper.best_epoch == 2 and stopper.stopped_epoch is None
+
+
+def test_early_stopping_restores_the_running_statistics_of_the_best_epoch():
+    """restore_best_weights brings back the whole state of the best epoch: the weights and
+    BatchNorm1d's running statistics (flat_buffers)."""
+    model = Sequential(Dense(3, 4), BatchNorm1d(4), Dense(4, 2), dtype="float64", seed=0)
+    model(np.random.default_rng(0).standard_normal((8, 3)))     # running stats move
+    best = model.flat_data.copy(), model.flat_buffers.copy()
+    trainer = SimpleNamespace(model=model)
+
+    class Perturb(Callback):        # runs after the stopper: the next epoch's changes
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.model.flat_data[:] += 1.0
+            trainer.model.flat_buffers[:] += 1.0
+
+    stopper = EarlyStopping(patience=1, restore_best_weights=True)
+    trainer.stop_training = False
+    stopper.on_train_begin(trainer)
+    for epoch, value in enumerate([1.0, 2.0, 3.0]):
+        for callback in (stopper, Perturb()):
+            callback.on_epoch_end(trainer, epoch, {"val_loss": value})
+    stopper.on_train_end(trainer)
+    assert trainer.stop_training and stopper.best_epoch == 0
+    assert np.array_equal(model.flat_data, best[0])
+    assert np.array_equal(model.flat_buffers, best[1])
+
+
+def test_checkpoint_numbers_epochs_from_one(tmp_path):
+    """As Keras, {epoch} in the file name counts from 1."""
+    model, X, y = problem()
+    Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters())).fit(
+        X, y, epochs=2, verbose=0,
+        callbacks=[ModelCheckpoint(tmp_path / "m-{epoch}.safetensors", monitor="loss")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-1.safetensors",
+                                                          "m-2.safetensors"]

@@ -232,3 +232,20 @@ def test_matches_torch(batch, dim, dtype, seed, p, margin, swap: bool, reduction
     for got, t in zip(loss_fn.backward(), tensors):
         assert_allclose(got, t.grad.numpy(), rtol=tol(dtype)["rtol"],
                         atol=tol(dtype)["atol"] * 10)
+
+
+def test_a_triplet_exactly_at_the_margin_still_passes_its_gradient():
+    """loss = max(d(a, p) - d(a, n) + margin, 0) exactly 0: torch's clamp_min passes the
+    gradient where its input equals the bound, so the three gradients are not zero.
+    a = (0, 0), p = (3, 0), n = (0, 4), eps = 0: d(a, p) = 3, d(a, n) = 4, margin 1."""
+    inputs = tuple(np.array([v], np.float64) for v in ([0.0, 0.0], [3.0, 0.0], [0.0, 4.0]))
+    loss, losses, (da, dp, dn) = kernel(inputs, margin=1.0, eps=0.0)
+    assert loss == 0.0 and losses[0] == 0.0
+    assert_allclose(da, [[-1.0, 1.0]])       # (a - p)/3 - (a - n)/4
+    assert_allclose(dp, [[1.0, 0.0]])
+    assert_allclose(dn, [[0.0, -1.0]])
+    torch = pytest.importorskip("torch")
+    t = [torch.tensor(x, requires_grad=True) for x in inputs]
+    torch.nn.TripletMarginLoss(margin=1.0, eps=0.0)(*t).backward()
+    for got, x in zip((da, dp, dn), t):
+        assert_allclose(got, x.grad.numpy())

@@ -172,3 +172,24 @@ def test_initialisers_have_their_documented_scale(init):
                     "xavier": np.sqrt(2 / 700), "normal": 0.01, "zeros": 0.0}[init]
     assert_allclose(w.std(), expected_std, rtol=0.02, atol=1e-12)
     assert (b.std() > 0) == (init == "torch")
+
+
+@pytest.mark.parametrize("eps", [1e-3, 0.5])
+def test_batchnorm_eval_normalises_with_its_own_eps(eps):
+    """Evaluation divides by sqrt(running_var + eps) with the layer's eps, not the default,
+    in the layer's forward and in the step runner's prediction."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 3)) * 0.2
+    model = Sequential(BatchNorm1d(3, eps=eps, momentum=1.0), dtype="float64")
+    model(x)                                  # momentum 1: the running stats are the batch's
+    bn = model[0]
+    expected = (x - bn.running_mean) / np.sqrt(bn.running_var + eps)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    model.eval()
+    assert_allclose(model(x), expected, rtol=1e-12)
+    assert_allclose(trainer._outputs(x), expected, rtol=1e-12)
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.BatchNorm1d(3, eps=eps, momentum=1.0).double()
+    theirs(torch.from_numpy(x))
+    theirs.eval()
+    assert_allclose(model(x), theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-10)

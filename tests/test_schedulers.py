@@ -227,3 +227,25 @@ def test_step_lr_resumed_at_a_boundary_decays_when_built_as_torch():
         sched.step()
         lrs.append(opt.lr)
     assert_allclose(lrs, [0.1 * 0.3 ** (e // 3) for e in range(6, 11)], rtol=1e-15)
+
+
+def test_plateau_skips_a_reduction_of_exactly_eps():
+    """torch reduces an lr only when the change exceeds eps: with lr 1, factor 0.5 and
+    eps 0.5 the change is exactly eps, so nothing changes (binary fractions: exact)."""
+    opt = make_optimizer(lrs=(1.0, 1.0))
+    sched = schedulers.ReduceLROnPlateau(opt, patience=0, factor=0.5, eps=0.5)
+    sched.step(1.0)
+    sched.step(2.0)
+    assert sched.get_last_lr() == [1.0, 1.0]
+    sched = schedulers.ReduceLROnPlateau(make_optimizer(lrs=(1.0, 1.0)), patience=0,
+                                         factor=0.5, eps=0.25)
+    sched.step(1.0)
+    sched.step(2.0)
+    assert sched.get_last_lr() == [0.5, 0.5]
+    torch = pytest.importorskip("torch")
+    t_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    t_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(t_opt, patience=0, factor=0.5,
+                                                         eps=0.5)
+    t_sched.step(1.0)
+    t_sched.step(2.0)
+    assert t_sched.get_last_lr() == [1.0]

@@ -7,6 +7,7 @@ from numpy.testing import assert_allclose
 
 from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, LeakyReLU, MSELoss, ReLU,
                   Sequential, Sigmoid, Tanh, Trainer, cli, optim)
+from cnet.callbacks import Callback
 from cnet.data import load_digits
 from helpers import train_manually
 
@@ -315,6 +316,8 @@ def test_batch_norm_without_running_statistics_predicts_with_the_whole_input():
 
 
 @pytest.mark.parametrize("loss", [
+    CrossEntropyLoss(),
+    MSELoss(),
     CrossEntropyLoss(reduction="sum"),
     CrossEntropyLoss(weight=[0.5, 2.0, 1.0, 3.0]),
     CrossEntropyLoss(weight=[0.5, 2.0, 1.0, 3.0], ignore_index=1, reduction="mean"),
@@ -358,8 +361,6 @@ def test_a_run_stopped_by_divergence_keeps_one_history_value_per_epoch_for_every
     model = Sequential(Dense(4, 8), ReLU(), Dense(8, 2), dtype="float64", seed=0)
     trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
 
-    from cnet.callbacks import Callback
-
     class Diverge(Callback):
         def on_epoch_end(self, trainer, epoch, logs):
             if epoch == 1:
@@ -397,3 +398,33 @@ def test_fit_and_predict_leave_the_model_in_the_mode_they_found(training):
     assert model.training is training and all(layer.training is training for layer in model)
     trainer.predict(X)
     assert model.training is training and model[1].training is training
+
+
+def test_fit_accuracy_breaks_ties_to_the_first_class_as_argmax():
+    """Every logit 0 (zero weights): the predicted class is the first of the tied maxima, as
+    np.argmax, torch.argmax and evaluate take it, so the accuracy fit logs is the fraction
+    of labels 0 (measured before the batch's update)."""
+    X, y = np.ones((6, 3)), np.array([0, 0, 0, 1, 2, 2])
+    model = Sequential(Dense(3, 3, init="zeros"), dtype="float64")
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    assert trainer.evaluate(X, y)["accuracy"] == 0.5
+    history = trainer.fit(X, y, epochs=1, batch_size=6, shuffle=False, verbose=0)
+    assert history.history["accuracy"][0] == 0.5
+
+
+@pytest.mark.parametrize("split, n_val", [(0.25, 3), (0.5, 5)])
+def test_validation_split_holds_out_the_last_rows(split, n_val):
+    """As Keras: the last ceil(n * split) rows, before any shuffling, are the validation
+    data; the others are trained on. lr=0 keeps the weights, so the logged losses are
+    evaluate's on those rows."""
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((10, 6)), rng.integers(0, 4, 10)
+    model = classifier()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0))
+    logs = trainer.fit(X, y, epochs=1, batch_size=4, validation_split=split, seed=0,
+                       verbose=0).history
+    val = trainer.evaluate(X[-n_val:], y[-n_val:])
+    assert logs["val_loss"][0] == pytest.approx(val["loss"], rel=1e-12)
+    assert logs["val_accuracy"][0] == val["accuracy"]
+    assert logs["loss"][0] == pytest.approx(trainer.evaluate(X[:-n_val], y[:-n_val])["loss"],
+                                            rel=1e-12)
