@@ -477,9 +477,7 @@ def _check_member_size(path, zip_file, name):
 
 
 def _check_lengths(X, y):
-    X, y = _as_array("X", X), _as_array("y", y)
-    if X.ndim == 0 or y.ndim == 0:
-        raise ValueError("X and y: expected arrays with one row per sample, got a scalar")
+    X, y = _rows("X", X), _rows("y", y)
     if len(X) != len(y):
         raise ValueError(f"X and y: expected the same number of rows, got X with {len(X)} "
                          f"and y with {len(y)}")
@@ -491,6 +489,14 @@ def _as_array(name, values):
         return np.asarray(values)
     except (TypeError, ValueError) as exc:   # e.g. ragged nested lists
         raise TypeError(f"{name}: expected an array ({exc})") from None
+
+
+def _rows(name, values):
+    arr = _as_array(name, values)
+    if arr.ndim == 0:
+        raise ValueError(f"{name}: expected an array with one row per sample, got "
+                         f"{values!r:.60}")
+    return arr
 
 
 def _n_test(test_size, n):
@@ -511,12 +517,18 @@ def _n_test(test_size, n):
 def _stratified_test_indices(labels, n_test, rng):
     """Test indices drawn per class: each class gets floor or ceil of its proportional share."""
     try:
-        classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True,
+                                             axis=0 if labels.ndim == 2 else None)
     except TypeError as exc:   # values that do not compare, e.g. None and ints
         raise TypeError(f"stratify: expected labels that can be sorted ({exc})") from None
     if counts.min() < 2:
         raise ValueError(f"stratify: the least populated class ({classes[counts.argmin()]!r}) "
                          "has only 1 member, which is too few; every class needs at least 2")
+    n_train = len(labels) - n_test
+    if min(n_test, n_train) < len(classes):
+        raise ValueError(f"test_size: expected at least one test and one train row per class "
+                         f"of stratify ({len(classes)} classes), got {n_test} test and "
+                         f"{n_train} train rows")
     share = n_test * counts / counts.sum()
     take = np.floor(share).astype(np.int64)
     # Largest remainders get the leftover rows; random tie-breaking keeps classes on equal footing.
@@ -530,8 +542,9 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=None, shuffle=Tru
     """Split rows into ``X_train, X_test, y_train, y_test`` (scikit-learn's order).
 
     ``test_size`` is a fraction in (0, 1) (the test count is rounded up) or a row count.
-    ``stratify`` (usually ``y``) keeps each class's proportion in both parts; it needs
-    ``shuffle=True``. Without shuffling the last ``test_size`` rows form the test set.
+    ``stratify`` (usually ``y``; class labels, or one-hot rows of shape (n, k)) keeps each
+    class's proportion in both parts; it needs ``shuffle=True`` and test and train sets of
+    at least one row per class. Without shuffling the last ``test_size`` rows form the test set.
     """
     X, y = _check_lengths(X, y)
     n = len(X)
@@ -546,9 +559,9 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=None, shuffle=Tru
         test, train = perm[:n_test], perm[n_test:]
     else:
         labels = np.asarray(stratify)
-        if labels.ndim != 1 or len(labels) != n:
-            raise ValueError(f"stratify: expected {n} labels (one per row of X), "
-                             f"got shape {labels.shape}")
+        if labels.ndim not in (1, 2) or len(labels) != n:
+            raise ValueError(f"stratify: expected {n} labels (one per row of X) or {n} "
+                             f"one-hot rows, got shape {labels.shape}")
         test = rng.permutation(_stratified_test_indices(labels, n_test, rng))
         mask = np.ones(n, dtype=bool)
         mask[test] = False

@@ -110,18 +110,51 @@ def _labels(name, y):
     return arr
 
 
+def _class_labels(name, y):
+    """y as a non-empty array of class labels, all numbers (bool, int, or float with whole
+    values such as 1.0) or all strings, as scikit-learn's classification metrics take."""
+    arr = _labels(name, y)
+    if arr.dtype == object:             # e.g. a list holding None, or strings beside numbers
+        kinds = {"string" if isinstance(v, str) else "number" if isinstance(v, numbers.Real)
+                 else type(v).__name__ for v in arr.flat}
+        if kinds not in ({"string"}, {"number"}):
+            raise ValueError(f"{name}: expected labels that are all numbers or all strings, "
+                             f"got {' and '.join(sorted(kinds))} values")
+        arr = arr.astype(str if kinds == {"string"} else np.float64)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.trunc(arr))
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            hint = " (convert with .astype(np.int64))" if np.isfinite(arr[index]) else ""
+            raise ValueError(f"{name}: expected whole-number class labels, got "
+                             f"{arr[index]} at index {index if arr.ndim > 1 else index[0]}{hint}")
+    elif arr.dtype.kind not in "biuUS":
+        raise TypeError(f"{name}: expected integer, bool, whole-number float or string labels, "
+                        f"got dtype {arr.dtype}")
+    return arr
+
+
+def _is_text(labels):
+    return labels.dtype.kind in "US"
+
+
 def accuracy(y_true, y_pred):
     """The fraction of positions where y_pred equals y_true (labels of one shape: class
-    indices (n,), or 0/1 multi-label arrays (n, k), scored element by element)."""
-    y_true, y_pred = _labels("y_true", y_true), _labels("y_pred", y_pred)
+    labels (n,), or 0/1 multi-label arrays (n, k), scored element by element). Labels are
+    numbers (int, bool, or whole-number floats such as 1.0) or strings, the same in both."""
+    y_true, y_pred = _class_labels("y_true", y_true), _class_labels("y_pred", y_pred)
     if y_pred.shape != y_true.shape:
         raise ValueError(f"y_pred: expected y_true's shape {y_true.shape}, got {y_pred.shape}")
+    if _is_text(y_pred) != _is_text(y_true):
+        kind = "strings" if _is_text(y_true) else "numbers"
+        raise ValueError(f"y_pred: expected labels of y_true's kind ({kind}), got dtype "
+                         f"{y_pred.dtype}")
     return float(np.mean(y_true == y_pred))
 
 
 def _class_indices(name, y):
-    arr = _labels(name, y)
-    if arr.dtype.kind not in "iu":
+    arr = _class_labels(name, y)
+    if _is_text(arr):
         raise TypeError(f"{name}: expected integer class indices, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of class indices, got shape {arr.shape}")
@@ -142,7 +175,8 @@ MAX_CLASSES = 46_340    # a confusion matrix holds at most MAX_CLASSES**2 < 2**3
 def confusion_matrix(y_true, y_pred, num_classes=None):
     """counts[i, j]: the samples of true class i predicted as class j (rows true, columns
     predicted, as scikit-learn), int64 of shape (num_classes, num_classes). num_classes
-    defaults to the largest label seen plus one."""
+    defaults to the largest label seen plus one. Labels are class indices: ints, bools
+    (e.g. p > 0.5) or whole-number floats (e.g. 1.0)."""
     y_true, y_pred = _class_indices("y_true", y_true), _class_indices("y_pred", y_pred)
     if y_pred.shape != y_true.shape:
         raise ValueError(f"y_pred: expected {len(y_true)} labels (y_true's), got {len(y_pred)}")
@@ -163,6 +197,20 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
 
 # ---- distances and similarity -----------------------------------------------------------
 
+# Below this a sum of squares may hold underflowed (subnormal or zero) squares that matter.
+_SQUARES_UNDERFLOW = np.finfo(np.float64).tiny / np.finfo(np.float64).eps
+
+
+def _scaled_minkowski(diff, p):
+    """(Σ diff^p)^(1/p) along the last axis, scaled by the largest difference so diff^p
+    neither overflows nor underflows (as scipy's norms; numpy.linalg.norm does not scale)."""
+    top = diff.max(axis=-1, keepdims=True)
+    safe = np.where(top == 0, 1.0, top)
+    with np.errstate(invalid="ignore"):    # inf / inf: an infinite difference
+        total = safe[..., 0] * ((diff / safe) ** p).sum(axis=-1) ** (1.0 / p)
+    return np.where(np.isinf(top[..., 0]), np.inf, total)
+
+
 def minkowski_distance(a, b, p):
     """(Σ |a - b|^p)^(1/p) along the last axis, for p >= 1 (a metric there; p = inf is the
     L∞ distance)."""
@@ -174,18 +222,18 @@ def minkowski_distance(a, b, p):
     a, b = _pair("a", a, "b", b, _as_real)
     diff = np.abs(a - b)
     if p == 1:
-        total = diff.sum(axis=-1)
+        total = diff.sum(axis=-1)       # overflows only where the distance itself does
     elif p == 2:
-        total = np.sqrt((diff * diff).sum(axis=-1))
+        with np.errstate(over="ignore", under="ignore"):
+            squares = (diff * diff).sum(axis=-1)
+        total = np.sqrt(squares)
+        risky = np.isinf(squares) | (squares < _SQUARES_UNDERFLOW)   # rare: rescaled
+        if risky.any():
+            total = np.where(risky, _scaled_minkowski(diff, p), total)
     elif math.isinf(p):
         total = diff.max(axis=-1)
     else:
-        # Scaled by the largest difference so |a - b|^p neither overflows nor underflows.
-        top = diff.max(axis=-1, keepdims=True)
-        safe = np.where(top == 0, 1.0, top)
-        with np.errstate(invalid="ignore"):    # inf / inf: an infinite difference
-            total = safe[..., 0] * ((diff / safe) ** p).sum(axis=-1) ** (1.0 / p)
-        total = np.where(np.isinf(top[..., 0]), np.inf, total)
+        total = _scaled_minkowski(diff, p)
     return _scalar_or_array(total)
 
 

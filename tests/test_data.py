@@ -104,7 +104,7 @@ def test_split_accepts_a_generator():
     assert not np.array_equal(first[1], second[1])  # the generator advances
 
 
-@pytest.mark.parametrize("test_size", [0.25, 0.1, 0.5, 0.33, 7, 45])
+@pytest.mark.parametrize("test_size", [0.25, 0.1, 0.5, 0.33, 10, 45])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_stratify_keeps_class_proportions_within_one(test_size, seed):
     X, y = load_digits()
@@ -125,6 +125,12 @@ def test_stratify_on_unbalanced_labels():
     test_labels = labels[X_test[:, 0].astype(int)]
     # shares 7.5, 2 and 0.5: the leftover row goes to class 0 or class 2
     assert np.bincount(test_labels, minlength=3).tolist() in ([8, 2, 0], [7, 2, 1])
+
+
+def test_stratify_accepts_one_hot_rows():
+    X, y = indexed(12)
+    _, _, _, y_test = train_test_split(X, y, test_size=6, seed=0, stratify=np.eye(3)[y])
+    assert np.bincount(y_test, minlength=3).tolist() == [2, 2, 2]
 
 
 def test_split_rejects_length_mismatch():
@@ -157,6 +163,22 @@ def test_split_rejects_a_class_with_a_single_member():
     labels = np.array([0] * 5 + [1] * 4 + [2])
     with pytest.raises(ValueError, match=r"stratify: .*only 1 member"):
         train_test_split(X, y, stratify=labels)
+
+
+@pytest.mark.parametrize("name, args", [("X", (None, np.arange(3))),
+                                        ("y", (np.ones((3, 2)), None))])
+def test_split_names_the_argument_that_is_not_an_array(name, args):
+    with pytest.raises(ValueError, match=f"^{name}: expected an array with one row per sample, "
+                                         "got None$"):
+        train_test_split(*args)
+
+
+@pytest.mark.parametrize("test_size", [2, 8])
+def test_split_rejects_fewer_test_or_train_rows_than_classes(test_size):
+    X, y = indexed(10)
+    with pytest.raises(ValueError, match=r"test_size: expected at least one test and one train "
+                                         r"row per class of stratify \(3 classes\)"):
+        train_test_split(X, y, test_size=test_size, stratify=y)
 
 
 def test_split_rejects_stratify_without_shuffle():

@@ -106,6 +106,19 @@ def test_accuracy():
     assert accuracy([[1, 0], [0, 1]], np.array([[1, 1], [0, 1]])) == 0.75
 
 
+def test_accuracy_takes_bools_whole_floats_and_strings():
+    assert accuracy([True, False], [1, 1]) == 0.5
+    assert accuracy([1.0, 0.0], np.array([1, 1], dtype=np.int8)) == 0.5
+    assert accuracy(["cat", "dog"], ["cat", "cat"]) == 0.5
+    assert accuracy(np.array(["cat", "dog"], dtype=object), ["cat", "dog"]) == 1.0
+
+
+def test_confusion_matrix_takes_bools_and_whole_floats():
+    y, p = np.array([0, 1, 1]), np.array([0.2, 0.7, 0.4])
+    assert_array_equal(confusion_matrix(y, p > 0.5), [[1, 0], [1, 1]])
+    assert_array_equal(confusion_matrix(y.astype(np.float32), [0.0, 1.0, 0.0]), [[1, 0], [1, 1]])
+
+
 def test_confusion_matrix_rows_true_columns_predicted():
     cm = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2])
     assert cm.dtype == np.int64
@@ -136,7 +149,20 @@ def test_confusion_matrix_matches_scikit_learn():
 @pytest.mark.parametrize("call, error, match", [
     (lambda: accuracy([0, 1], [0, 1, 1]), ValueError, r"y_pred: expected y_true's shape \(2,\)"),
     (lambda: accuracy([], []), ValueError, "y_true: expected a non-empty"),
-    (lambda: confusion_matrix([0, 1.5], [0, 1]), TypeError, "y_true: expected integer"),
+    (lambda: accuracy(["a", "b"], [0, 1]), ValueError,
+     r"y_pred: expected labels of y_true's kind \(strings\), got dtype int64"),
+    (lambda: accuracy([0, 1], ["a", "b"]), ValueError, r"y_pred: .*y_true's kind \(numbers\)"),
+    (lambda: accuracy([np.nan, 1], [0, 1]), ValueError,
+     "y_true: expected whole-number class labels, got nan at index 0$"),
+    (lambda: accuracy([None, 1], [0, 1]), ValueError,
+     "y_true: expected labels that are all numbers or all strings, got NoneType and number"),
+    (lambda: accuracy(np.array(["a", 1], dtype=object), ["a", "1"]), ValueError,
+     "y_true: .*got number and string values"),
+    (lambda: accuracy([0, 1], [0.5, 1]), ValueError, "y_pred: expected whole-number"),
+    (lambda: confusion_matrix([0, 1.5], [0, 1]), ValueError,
+     r"y_true: expected whole-number class labels, got 1.5 at index 1 "
+     r"\(convert with \.astype\(np\.int64\)\)"),
+    (lambda: confusion_matrix(["a", "b"], [0, 1]), TypeError, "y_true: expected integer"),
     (lambda: confusion_matrix([0, 1], [0, -1]), ValueError,
      "y_pred: expected non-negative class indices, got -1 at row 1"),
     (lambda: confusion_matrix([0, 3], [0, 1], num_classes=3), ValueError,
@@ -181,6 +207,15 @@ def test_minkowski_does_not_overflow():
     assert minkowski_distance([1e-200, 1e-200], [0.0, 0.0], 4) == pytest.approx(
         2 ** 0.25 * 1e-200)
     assert minkowski_distance([1.0, 1.0], [1.0, 1.0], 3) == 0.0
+
+
+def test_l2_and_l1_distances_do_not_overflow_or_underflow():
+    zero = [0.0, 0.0]
+    assert l2_distance([1e300, 1e300], zero) == pytest.approx(math.sqrt(2) * 1e300)
+    assert l2_distance([1e-300, 1e-300], zero) == pytest.approx(math.sqrt(2) * 1e-300)
+    assert_allclose(l2_distance([[1e300, 0.0], [3.0, 4.0], [0.0, 0.0]], zero), [1e300, 5.0, 0.0])
+    assert l1_distance([1e300, 1e300], zero) == 2e300
+    assert l1_distance([1e-300, 1e-300], zero) == 2e-300
 
 
 @given(seed=seeds, n=dims, p=st.sampled_from([1.0, 1.5, 2.0, 3.0, 7.0]))
