@@ -299,6 +299,8 @@ class Sequential:
         return len(self.layers)
 
     def __getitem__(self, index):
+        """model[i] is a layer; model[i:j] a list of layers, not a Sequential as in PyTorch,
+        since their parameters stay views of this model's arena."""
         return self.layers[index]
 
     def __iter__(self):
