@@ -68,9 +68,10 @@ def test_split_is_disjoint_complete_and_rows_stay_paired(stratify):
     assert np.array_equal(y_test, X_test[:, 0].astype(int) % 3)
 
 
-def test_split_shuffles():
+@pytest.mark.parametrize("stratify", [False, True])
+def test_split_shuffles(stratify):
     X, y = indexed(100)
-    X_train, X_test, _, _ = train_test_split(X, y, seed=0)
+    X_train, X_test, _, _ = train_test_split(X, y, seed=0, stratify=y if stratify else None)
     assert not np.array_equal(X_test[:, 0], np.arange(75, 100))
     assert not np.all(np.diff(X_train[:, 0]) > 0)
 

@@ -303,15 +303,19 @@ def test_torch_rejects_the_same_out_of_range_values():
 
 # --- LBFGS ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
-def test_lbfgs_matches_torch(line_search_fn):
+@pytest.mark.parametrize("line_search_fn, extra", [
+    (None, {}), ("strong_wolfe", {}),
+    (None, {"tolerance_change": 1e-3}),     # iterations end on a loss change below it
+    ("strong_wolfe", {"max_iter": 4, "lr": 5.0}),   # the default max_eval, max_iter * 5 // 4, binds
+])
+def test_lbfgs_matches_torch(line_search_fn, extra):
     torch = pytest.importorskip("torch")
     X, Y = regression()
     model = small_model()
     t_model = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.Tanh(),
                                   torch.nn.Linear(5, 3)).double()
     t_model.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
-    hyper = dict(max_iter=8, history_size=4, line_search_fn=line_search_fn)
+    hyper = {**dict(max_iter=8, history_size=4, line_search_fn=line_search_fn), **extra}
     opt = optim.LBFGS(model.parameters(), **hyper)
     t_opt = torch.optim.LBFGS(t_model.parameters(), **hyper)
     closure = closure_for(model, opt, X, Y, MSELoss())

@@ -128,6 +128,14 @@ def test_lbfgs_reaches_sklearns_loss():
     assert not hasattr(ours, "loss_curve_")
 
 
+def test_lbfgs_reaches_sklearns_loss_on_multilabel_targets():
+    """sklearn's logistic loss sums over the labels: the L2 penalty weighs against k times
+    cnet's mean loss, so the objective L-BFGS minimises is scaled by the number of labels."""
+    theirs, ours, _ = _pair("multilabel", solver="lbfgs",
+                            **{**PARITY, "max_iter": 1000, "alpha": 3.0, "tol": 1e-6})
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=0.02)
+
+
 # --- labels and targets ------------------------------------------------------------------
 
 def _blobs(n=90, classes=(0, 1, 2), seed=0):
@@ -324,6 +332,21 @@ def test_early_stopping_keeps_the_best_weights():
     assert clf.score(X_val, y_val) == clf.best_validation_score_
     with pytest.raises(ValueError, match="early_stopping"):
         clf.partial_fit(X, y)
+
+
+def test_early_stopping_keeps_the_first_of_tied_best_weights_as_sklearn():
+    """Validation accuracies tie often: as sklearn, the weights kept are those of the first
+    epoch that reached the best score; a later epoch that only equals it does not replace
+    them. With float64 SGD, no shuffling and whole batches (96 training rows), the weights
+    match sklearn's to round-off."""
+    theirs, ours, _ = _pair("binary", solver="sgd", early_stopping=True,
+                            validation_fraction=0.2, n_iter_no_change=5,
+                            **{**PARITY, "max_iter": 40, "batch_size": 32, "random_state": 0})
+    assert ours.validation_scores_ == theirs.validation_scores_
+    scores = np.array(ours.validation_scores_)
+    assert np.count_nonzero(scores == scores.max()) > 1     # the best score is tied
+    for a, b in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_):
+        assert_allclose(b, a, rtol=1e-9, atol=1e-12)
 
 
 def _after_init(clf):

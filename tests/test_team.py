@@ -248,7 +248,8 @@ def test_prediction_nan_rows_and_batch_norm(threads):
     runner = _engine.StepRunner(model, 96)
     X = np.random.default_rng(0).standard_normal((500, 20))
     out = np.empty((500, 2))
-    for bad_rows in ([450], [130, 420], [96], [0, 499]):
+    # [10, 80]: two in one batch of 96, in the shares of threads 0 and 2: the first is named
+    for bad_rows in ([450], [130, 420], [96], [0, 499], [10, 80]):
         Xbad = X.copy()
         Xbad[bad_rows, 3] = np.nan
         assert runner.predict(Xbad, out) == bad_rows[0]

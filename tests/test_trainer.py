@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, LeakyReLU, MSELoss, ReLU,
-                  Sequential, Sigmoid, Tanh, Trainer, cli, optim)
+from cnet import (BatchNorm1d, BCELoss, CrossEntropyLoss, Dense, Dropout, LeakyReLU, MSELoss,
+                  ReLU, Sequential, Sigmoid, Tanh, Trainer, cli, optim)
 from cnet.callbacks import Callback
 from cnet.data import load_digits
 from helpers import train_manually
@@ -428,3 +428,29 @@ def test_validation_split_holds_out_the_last_rows(split, n_val):
     assert logs["val_accuracy"][0] == val["accuracy"]
     assert logs["loss"][0] == pytest.approx(trainer.evaluate(X[:-n_val], y[:-n_val])["loss"],
                                             rel=1e-12)
+
+
+def test_bce_loss_labels_and_accuracy_threshold_probabilities_at_one_half():
+    """BCELoss takes probabilities (a Sigmoid output): a label is 1 above 0.5, not above 0
+    as for BCEWithLogitsLoss's logits."""
+    X = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+    model = Sequential(Dense(2, 2), Sigmoid(), dtype="float64", seed=0)
+    model[0].weight.data[...] = np.eye(2)
+    model[0].bias.data[...] = 0.0
+    trainer = Trainer(model, BCELoss(), optim.SGD(model.parameters(), lr=0.1))
+    labels = (X > 0).astype(np.int64)
+    assert np.array_equal(trainer.predict(X), labels)
+    assert trainer.evaluate(X, labels.astype(np.float64))["accuracy"] == 1.0
+
+
+def test_lbfgs_fit_logs_the_accuracy_at_the_start_of_the_step_as_its_loss():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float64)
+    y = np.array([0, 1, 1, 0])
+    model = Sequential(Dense(2, 8), Tanh(), Dense(8, 2), dtype="float64", seed=1)
+    trainer = Trainer(model, CrossEntropyLoss(),
+                      optim.LBFGS(model.parameters(), line_search_fn="strong_wolfe"))
+    before = trainer.evaluate(X, y)
+    history = trainer.fit(X, y, epochs=1, batch_size=None, verbose=0)
+    assert history.history["loss"] == [pytest.approx(before["loss"], rel=1e-12)]
+    assert history.history["accuracy"] == [before["accuracy"]]
+    assert trainer.evaluate(X, y)["accuracy"] != before["accuracy"]    # the step changed it
