@@ -136,7 +136,8 @@ def test_learning_rate_scheduler_logs_the_rate_each_epoch_trained_with():
 
     # gamma=0: the first epoch trains at 0.1, every later one at 0 (no change to the weights)
     history = Trainer(model, CrossEntropyLoss(), opt).fit(
-        X, y, epochs=3, verbose=0, callbacks=[Snapshot(), LearningRateScheduler(StepLR(opt, 1, 0.0))])
+        X, y, epochs=3, verbose=0,
+        callbacks=[Snapshot(), LearningRateScheduler(StepLR(opt, 1, 0.0))])
     assert history.history["lr"] == [0.1, 0.0, 0.0]
     assert np.array_equal(snapshots[1], snapshots[2])
 
