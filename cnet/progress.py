@@ -4,11 +4,17 @@ verbose=0 shows nothing; verbose=1 shows a progress bar over the epoch's batches
 stderr is a terminal (one line per epoch otherwise, e.g. in logs and notebooks' captured
 output); verbose=2 always shows one line per epoch, as Keras does.
 """
+import numbers
 import sys
 
 from tqdm.auto import tqdm
 
 BAR_UPDATES = 50   # the step runner runs this many chunks of batches per epoch under a bar
+
+
+def _shown(value):
+    """A logged number to 4 significant digits; anything a callback logged, as str()."""
+    return f"{value:.4g}" if isinstance(value, numbers.Real) else str(value)
 
 
 class EpochProgress:
@@ -34,7 +40,7 @@ class EpochProgress:
     def end(self, epoch, logs, seconds):
         if not self.verbose:        # (a bar exists only for verbose=1)
             return
-        metrics = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
+        metrics = " - ".join(f"{k}: {_shown(v)}" for k, v in logs.items())
         rate = f"{self.n_samples / seconds:,.0f} samples/s" if seconds > 0 else ""
         if self.bar is not None:
             self.bar.set_postfix_str(f"{rate} - {metrics}")

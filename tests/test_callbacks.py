@@ -1,5 +1,6 @@
 """Callbacks: early stopping (with best-weight restore), stopping on NaN, and what the
 checkpoint and learning-rate callbacks refuse."""
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -219,3 +220,16 @@ def test_checkpoint_numbers_epochs_from_one(tmp_path):
         callbacks=[ModelCheckpoint(tmp_path / "m-{epoch}.safetensors", monitor="loss")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m-1.safetensors",
                                                           "m-2.safetensors"]
+
+
+def test_the_epoch_line_shows_what_a_callback_logged_beside_the_numbers(capsys):
+    class Note(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            logs["phase"] = "warm-up" if epoch == 0 else "main"
+
+    model, X, y = problem()
+    Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters())).fit(
+        X, y, epochs=2, verbose=2, callbacks=[Note()])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "phase: warm-up" in lines[0] and "phase: main" in lines[1]
+    assert re.search(r"loss: \d\.\d{3}", lines[0])
