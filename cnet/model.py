@@ -6,6 +6,7 @@ their gradients in a second one of the same size (`model.flat_grad`). Each layer
 optimizer step is one loop over two flat arrays and a checkpoint is one vector.
 """
 import math
+import threading
 
 import numpy as np
 
@@ -75,6 +76,7 @@ class Sequential:
         self._allocate(as_generator("seed", seed))
         for layer in layers:
             layer._in_model = True
+        self._calls = threading.RLock()     # see _one_call_at_a_time in cnet.trainer
 
     @classmethod
     def mlp(cls, widths, activation=ReLU, dropout=0.0, init="torch", dtype="float32",
@@ -136,11 +138,18 @@ class Sequential:
         return [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
                 for name, shape in getattr(layer, kind)().items()]
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_calls"]
+        return state
+
     def __setstate__(self, state):
         """copy.deepcopy and pickle: the buffers (running statistics), in the model and in
         its layers, are made views of the copied flat_buffers again (the Parameters rebind
-        themselves); as plain copies they would drift from what the step runner updates."""
+        themselves); as plain copies they would drift from what the step runner updates.
+        The copy gets a lock of its own."""
         self.__dict__.update(state)
+        self._calls = threading.RLock()
         offset = 0
         for name, old in list(self._buffers.items()):
             if not np.shares_memory(old, self.flat_buffers):   # (copy.copy shares both)

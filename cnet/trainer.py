@@ -129,12 +129,14 @@ def _mode(model, training):
 
 
 def _one_call_at_a_time(method):
-    """Serialise a Trainer's calls: fit, evaluate and predict share its step runners'
-    workspaces, so two threads using one Trainer at once would overwrite each other's
-    batches. (Different models train in parallel: the kernels release the GIL.)"""
+    """Serialise the calls on one model, and on one Trainer: fit, evaluate and predict
+    share the Trainer's step runners' workspaces, and two Trainers of one model its arena,
+    so two threads at once would overwrite each other's batches or updates. (Different
+    models train in parallel: the kernels release the GIL.) The model's lock is taken
+    first, so a callback of one Trainer may call another Trainer of the same model."""
     @functools.wraps(method)
     def serialised(self, *args, **kwargs):
-        with self._lock:
+        with self.model._calls, self._lock:
             return method(self, *args, **kwargs)
     return serialised
 
@@ -150,15 +152,11 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, max_grad_norm=None):
-        if not isinstance(model, Sequential):
-            raise TypeError(f"model: expected a cnet Sequential, got {type(model).__name__}")
+        self.model = model
         if isinstance(loss, type) or not hasattr(loss, "_kernel_spec"):
             raise TypeError(f"loss: expected a cnet loss (e.g. CrossEntropyLoss()), "
                             f"got {type(loss).__name__}")
         _check_optimizer_of(model, optimizer)
-        if model.in_features is None:
-            raise ValueError("model: expected a Dense or BatchNorm1d layer that fixes the "
-                             "input width")
         if max_grad_norm is not None:
             if isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, numbers.Real):
                 raise TypeError(f"max_grad_norm: expected a positive number, "
@@ -166,7 +164,7 @@ class Trainer:
             max_grad_norm = float(max_grad_norm)
             if not max_grad_norm > 0 or not math.isfinite(max_grad_norm):
                 raise ValueError(f"max_grad_norm: expected a positive number, got {max_grad_norm}")
-        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.loss, self.optimizer = loss, optimizer
         self.max_grad_norm = max_grad_norm
         self._runners = collections.OrderedDict()
         self._lock = threading.RLock()
@@ -183,6 +181,19 @@ class Trainer:
         self.__dict__.update(state)
         self._runners = collections.OrderedDict()
         self._lock = threading.RLock()
+
+    @property
+    def model(self):
+        return self._model
+
+    @model.setter
+    def model(self, model):     # may be swapped between calls (the runners follow)
+        if not isinstance(model, Sequential):
+            raise TypeError(f"model: expected a cnet Sequential, got {type(model).__name__}")
+        if model.in_features is None:
+            raise ValueError("model: expected a Dense or BatchNorm1d layer that fixes the "
+                             "input width")
+        self._model = model
 
     @property
     def is_classifier(self):

@@ -4,7 +4,8 @@
   give trained one after the other: the kernels release the GIL and share no global state.
   Trainer.fit and the manual PyTorch-style loop, float32 and float64 (also mixed).
 - A Trainer used from two threads at once serialises its calls (its step runners share
-  workspaces) and still gives the right results.
+  workspaces) and still gives the right results; so do two Trainers of one model (they
+  share its arena).
 - The same seed gives bit-identical weights across runs, in one process and in another,
   with one BLAS thread (threadpoolctl).
 """
@@ -195,3 +196,31 @@ def test_exit_while_a_daemon_thread_trains_or_predicts_is_clean(job):
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout == "main exits\n" and result.stderr == ""
+
+
+def test_two_trainers_of_one_model_in_two_threads_take_turns():
+    """Each Trainer has its own step runners, but both update one arena: their calls are
+    serialised on the model, so the result is one of the two orders run one after the
+    other, never a mix of the two fits' updates."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((512, 32)).astype(np.float32)
+    y = rng.integers(0, 4, 512)
+
+    def make():
+        model = Sequential(Dense(32, 64), ReLU(), Dense(64, 4), seed=0)
+        return model, [Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters()))
+                       for _ in range(2)]
+
+    def fit(trainer, seed):
+        trainer.fit(X, y, epochs=20, batch_size=8, seed=seed, verbose=0)
+
+    expected = []
+    for order in ((0, 1), (1, 0)):
+        model, trainers = make()
+        with threadpool_limits(1):          # as in_threads runs them
+            for i in order:
+                fit(trainers[i], i)
+        expected.append(model.flat_data.copy())
+    model, trainers = make()
+    in_threads([(lambda start, i=i: (start.wait(), fit(trainers[i], i)), ()) for i in range(2)])
+    assert any(np.array_equal(model.flat_data, e) for e in expected)

@@ -454,3 +454,12 @@ def test_lbfgs_fit_logs_the_accuracy_at_the_start_of_the_step_as_its_loss():
     assert history.history["loss"] == [pytest.approx(before["loss"], rel=1e-12)]
     assert history.history["accuracy"] == [before["accuracy"]]
     assert trainer.evaluate(X, y)["accuracy"] != before["accuracy"]    # the step changed it
+
+
+def test_a_model_swapped_into_a_trainer_is_checked():
+    trainer, X, y = digits_with_learning_rate(0.1)
+    with pytest.raises(TypeError, match="model: expected a cnet Sequential, got str"):
+        trainer.model = "model.safetensors"
+    with pytest.raises(ValueError, match="model: expected a Dense or BatchNorm1d layer"):
+        trainer.model = Sequential(ReLU())
+    assert trainer.predict(X).shape == y.shape        # the trainer kept its model
