@@ -463,3 +463,17 @@ def test_a_model_swapped_into_a_trainer_is_checked():
     with pytest.raises(ValueError, match="model: expected a Dense or BatchNorm1d layer"):
         trainer.model = Sequential(ReLU())
     assert trainer.predict(X).shape == y.shape        # the trainer kept its model
+
+
+def test_accuracy_skips_rows_at_an_ignore_index_that_is_a_class():
+    """With ignore_index a real class, a row labelled with it counts neither as correct nor
+    in the total, even where the model predicts that class."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((50, 6)), rng.integers(0, 3, 50)
+    model = Sequential(Dense(6, 8), ReLU(), Dense(8, 3), dtype="float64", seed=0)
+    pred, keep = model(X).argmax(axis=1), y != 0
+    assert np.any(pred[~keep] == 0)     # ignored rows that would count if not skipped
+    history = Trainer(model, CrossEntropyLoss(ignore_index=0),
+                      optim.SGD(model.parameters(), lr=0.0)).fit(
+        X, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    assert history.history["accuracy"][0] == pytest.approx(np.mean(pred[keep] == y[keep]))
