@@ -81,7 +81,7 @@ class EarlyStopping(Callback):
                 self._best = (model.flat_data.copy(), model.flat_buffers.copy())
             return
         self.wait += 1
-        if self.wait >= self.patience:      # as Keras: `patience` epochs without improvement
+        if self.wait >= self.patience and epoch > 0:    # as Keras (never on the first epoch)
             self.stopped_epoch = epoch
             trainer.stop_training = True
 

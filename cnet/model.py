@@ -76,7 +76,7 @@ class Sequential:
         self._allocate(as_generator("seed", seed))
         for layer in layers:
             layer._in_model = True
-        self._calls = threading.RLock()     # see _one_call_at_a_time in cnet.trainer
+        self._calls = threading.RLock()     # held by Trainer calls: _one_call_at_a_time
 
     @classmethod
     def mlp(cls, widths, activation=ReLU, dropout=0.0, init="torch", dtype="float32",
@@ -138,6 +138,12 @@ class Sequential:
         return [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
                 for name, shape in getattr(layer, kind)().items()]
 
+    def __copy__(self):
+        """copy.copy: the same layers, arenas and lock (a second name for this model)."""
+        same = object.__new__(type(self))
+        same.__dict__.update(self.__dict__)
+        return same
+
     def __getstate__(self):
         state = dict(self.__dict__)
         del state["_calls"]
@@ -152,11 +158,10 @@ class Sequential:
         self._calls = threading.RLock()
         offset = 0
         for name, old in list(self._buffers.items()):
-            if not np.shares_memory(old, self.flat_buffers):   # (copy.copy shares both)
-                view = self.flat_buffers[offset:offset + old.size].reshape(old.shape)
-                self._buffers[name] = view
-                index, attribute = name.split(".", 1)
-                setattr(self.layers[int(index)], attribute, view)
+            view = self.flat_buffers[offset:offset + old.size].reshape(old.shape)
+            self._buffers[name] = view
+            index, attribute = name.split(".", 1)
+            setattr(self.layers[int(index)], attribute, view)
             offset += old.size
 
     def _check_layers(self):
@@ -165,15 +170,15 @@ class Sequential:
         does no bounds checks, so a layer appended, inserted, removed or replaced by one with
         parameters after construction must be refused before it runs (activations may be
         swapped, e.g. Sigmoid for Step)."""
-        checked = self.__dict__.get("_checked_layers")
-        if (checked is not None and len(checked) == len(self.layers)
-                and all(a is b for a, b in zip(checked, self.layers))):
-            return                  # the same layer objects as at the last check
+        # The same layer objects with the same settings (widths) as at the last check.
+        signature = [(layer, layer.config()) for layer in self.layers]
+        if signature == self.__dict__.get("_checked_layers"):
+            return
 
         def changed(i, why):
             return ValueError(f"model.layers[{i}]: {why}; model.layers was changed after the "
-                              f"Sequential was built, which only works for layers without "
-                              f"parameters (e.g. swapping an activation): build a new "
+                              f"Sequential was built, which only works for swapping (not "
+                              f"inserting) a layer without parameters, e.g. an activation: build a new "
                               f"Sequential with the layers you want")
         found = {"_parameters": 0, "_buffers": 0}
         width = None
@@ -200,7 +205,7 @@ class Sequential:
         if width != self.out_features:
             raise changed(len(self.layers) - 1, f"the model now ends with {width} outputs, "
                                                 f"not {self.out_features}")
-        self._checked_layers = tuple(self.layers)
+        self._checked_layers = signature
 
     @staticmethod
     def _own(index, named):

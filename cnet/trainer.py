@@ -129,15 +129,25 @@ def _mode(model, training):
 
 
 def _one_call_at_a_time(method):
-    """Serialise the calls on one model, and on one Trainer: fit, evaluate and predict
-    share the Trainer's step runners' workspaces, and two Trainers of one model its arena,
-    so two threads at once would overwrite each other's batches or updates. (Different
-    models train in parallel: the kernels release the GIL.) The model's lock is taken
-    first, so a callback of one Trainer may call another Trainer of the same model."""
+    """Serialise a Trainer's calls: fit, evaluate and predict share its step runners'
+    workspaces, so two threads using one Trainer at once would overwrite each other's
+    batches. Two Trainers of one model share its arena instead: a call while another thread
+    is in a call on the same model is refused, since waiting for it could deadlock (e.g.
+    two threads whose callbacks each call the other's model). The calling thread itself may
+    nest calls (a callback evaluating with another Trainer of the model). Different models
+    train in parallel: the kernels release the GIL."""
     @functools.wraps(method)
     def serialised(self, *args, **kwargs):
-        with self.model._calls, self._lock:
-            return method(self, *args, **kwargs)
+        with self._lock:
+            model = self.model
+            if not model._calls.acquire(blocking=False):
+                raise RuntimeError("model: another thread is training or running this model "
+                                   "through another Trainer; use one Trainer per model from "
+                                   "several threads, or copy.deepcopy the model")
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                model._calls.release()
     return serialised
 
 

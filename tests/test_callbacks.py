@@ -233,3 +233,11 @@ def test_the_epoch_line_shows_what_a_callback_logged_beside_the_numbers(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and "phase: warm-up" in lines[0] and "phase: main" in lines[1]
     assert re.search(r"loss: \d\.\d{3}", lines[0])
+
+
+def test_early_stopping_never_stops_on_the_first_epoch():
+    """As Keras (`epoch > 0`): a first value that is no improvement (NaN) does not stop
+    training even with patience 0."""
+    stopper = EarlyStopping(patience=0)
+    assert drive(stopper, [float("nan"), 1.0, 2.0]) == 3
+    assert stopper.best_epoch == 1 and stopper.stopped_epoch == 2

@@ -310,6 +310,7 @@ def test_a_shallow_copy_shares_the_model_and_leaves_the_original_intact():
     model = Sequential(Dense(4, 6), BatchNorm1d(6), ReLU(), Dense(6, 3), seed=0)
     same = copy.copy(model)
     assert same.flat_data is model.flat_data and same[1] is model[1]
+    assert same._calls is model._calls      # a second name for one model: one lock
     X = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
     Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters())).fit(
         X, np.arange(16) % 3, epochs=1, verbose=0)        # model._check_layers() passes
@@ -323,3 +324,13 @@ def test_train_mode_must_be_a_bool(mode):
         model.train(mode)
     assert model.training and model[1].training
     assert model.train(np.bool_(False)) is model and not model[1].training
+
+
+def test_a_layer_resized_after_the_model_ran_is_refused_before_compiled_code():
+    model = Sequential(Dense(4, 3), ReLU(), Dense(3, 2), seed=0)
+    trainer = Trainer(model, MSELoss(), optim.SGD(model.parameters(), lr=0.1))
+    X = np.ones((8, 4), np.float32)
+    trainer.predict(X)                  # the layers were checked and found as built
+    model[0].out_features = model[2].in_features = 3000
+    with pytest.raises(ValueError, match="model.layers was changed"):
+        trainer.predict(X)
