@@ -126,13 +126,18 @@ class Sequential:
             offset += math.prod(shape)
         buffer_shapes = self._shapes("buffer_shapes")
         self.flat_buffers = np.zeros(sum(math.prod(s) for _, s in buffer_shapes), self.dtype)
-        self._buffers, offset = {}, 0
-        for name, shape in buffer_shapes:
-            size = math.prod(shape)
-            self._buffers[name] = self.flat_buffers[offset:offset + size].reshape(shape)
-            offset += size
+        self._buffers = self._buffer_views(buffer_shapes)
         for i, layer in enumerate(self.layers):
             layer.bind(self._own(i, self._parameters), self._own(i, self._buffers), rng)
+
+    def _buffer_views(self, shapes):
+        """{name: view of flat_buffers} for [(name, shape)], laid out one after another."""
+        views, offset = {}, 0
+        for name, shape in shapes:
+            size = math.prod(shape)
+            views[name] = self.flat_buffers[offset:offset + size].reshape(shape)
+            offset += size
+        return views
 
     def _shapes(self, kind):
         return [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
@@ -156,56 +161,54 @@ class Sequential:
         The copy gets a lock of its own."""
         self.__dict__.update(state)
         self._calls = threading.RLock()
-        offset = 0
-        for name, old in list(self._buffers.items()):
-            view = self.flat_buffers[offset:offset + old.size].reshape(old.shape)
-            self._buffers[name] = view
+        self._buffers = self._buffer_views([(name, a.shape) for name, a in self._buffers.items()])
+        for name, view in self._buffers.items():
             index, attribute = name.split(".", 1)
             setattr(self.layers[int(index)], attribute, view)
-            offset += old.size
 
     def _check_layers(self):
-        """That model.layers is still the stack this model's arena was laid out for. The step
-        runner finds each layer's parameters in the arena by position and its compiled code
-        does no bounds checks, so a layer appended, inserted, removed or replaced by one with
-        parameters after construction must be refused before it runs (activations may be
-        swapped, e.g. Sigmoid for Step)."""
-        # The same layer objects with the same settings (widths) as at the last check.
-        signature = [(layer, layer.config()) for layer in self.layers]
-        if signature == self.__dict__.get("_checked_layers"):
-            return
-
-        def changed(i, why):
-            return ValueError(f"model.layers[{i}]: {why}; model.layers was changed after the "
-                              f"Sequential was built, which only works for swapping (not "
-                              f"inserting) a layer without parameters, e.g. an activation: build a new "
-                              f"Sequential with the layers you want")
-        found = {"_parameters": 0, "_buffers": 0}
-        width = None
+        """That model.layers is still the stack this model's arena was laid out for, and the
+        layers with their settings, as a value to compare (Trainer keys its step runners on
+        it). The step runner finds each layer's parameters in the arena by position and its
+        compiled code does no bounds checks, so a layer appended, inserted, removed, resized
+        or replaced by one with parameters after construction must be refused before it runs
+        (activations may be swapped, e.g. Sigmoid for Step)."""
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"model.layers[{i}]: expected a cnet layer, got "
                                 f"{type(layer).__name__}")
-            for registry, shapes in (("_parameters", layer.param_shapes()),
-                                     ("_buffers", layer.buffer_shapes())):
-                for name, shape in shapes.items():
-                    mine = getattr(self, registry).get(f"{i}.{name}")
-                    if (mine is None or getattr(layer, name, None) is not mine
-                            or tuple(mine.shape) != tuple(shape)):
-                        raise changed(i, f"{layer!r} does not hold this model's {name!r} "
-                                         f"at position {i}")
-                    found[registry] += 1
+        signature = tuple((layer, tuple(layer.config().items())) for layer in self.layers)
+        if signature == self.__dict__.get("_checked_layers"):
+            return signature        # the same layers and settings as at the last check
+
+        def changed(i, why):
+            return ValueError(f"model.layers[{i}]: {why}; model.layers was changed after the "
+                              f"Sequential was built, which only works for swapping (not "
+                              f"inserting) a layer without parameters, e.g. an activation: "
+                              f"build a new Sequential with the layers you want")
+        for registry, kind in ((self._parameters, "param_shapes"),
+                               (self._buffers, "buffer_shapes")):
+            shapes = self._shapes(kind)
+            for name, shape in shapes:
+                index, attribute = name.split(".", 1)
+                layer, mine = self.layers[int(index)], registry.get(name)
+                if (mine is None or getattr(layer, attribute, None) is not mine
+                        or tuple(mine.shape) != tuple(shape)):
+                    raise changed(index, f"{layer!r} does not hold this model's {attribute!r} "
+                                         f"at position {index}")
+            if len(shapes) != len(registry):
+                raise changed(len(self.layers), "a layer with parameters or buffers is missing")
+        width = None
+        for i, layer in enumerate(self.layers):
             try:
                 width = layer.output_width(width)
             except ValueError as exc:
                 raise changed(i, str(exc)) from None
-        for registry, count in found.items():
-            if count != len(getattr(self, registry)):
-                raise changed(len(self.layers), "a layer with parameters or buffers is missing")
         if width != self.out_features:
             raise changed(len(self.layers) - 1, f"the model now ends with {width} outputs, "
                                                 f"not {self.out_features}")
         self._checked_layers = signature
+        return signature
 
     @staticmethod
     def _own(index, named):

@@ -220,7 +220,6 @@ class Trainer:
         settings, and for
         training the optimizer object, max_grad_norm and the loss's settings. (The
         optimizer's hyper-parameters it re-reads at every call.)"""
-        self.model._check_layers()      # model.layers may have been edited since
         if training:            # trainer.optimizer may have been replaced since __init__
             _check_optimizer_of(self.model, self.optimizer)
         loss = self.loss if y is None else self.loss._for_targets(y)  # e.g. soft labels
@@ -239,9 +238,9 @@ class Trainer:
         return runner
 
     def _runner_settings(self, loss):
-        """What a step runner copies when it is built, as a value to compare."""
-        layers = id(self.model), tuple((type(layer), tuple(layer.config().items()))
-                                       for layer in self.model.layers)
+        """What a step runner copies when it is built, as a value to compare; checks that
+        model.layers was not edited since (a step runner would read past the arena)."""
+        layers = id(self.model), self.model._check_layers()
         if loss is None:
             return layers
         spec = tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v)
