@@ -486,6 +486,12 @@ cdef inline int row_parts(Op* op, Py_ssize_t rows) noexcept nogil:
     return <int>min(<Py_ssize_t>op.pieces, rows)
 
 
+cdef inline Py_ssize_t partial_size(Op* op) noexcept nogil:
+    """Elements of one thread's partial gradient of an op shared by rows: its weight, then
+    room for its bias."""
+    return op.n_out * op.n_in + op.n_out
+
+
 cdef inline bint applies_next(Plan* p, int i) noexcept nogil:
     """Whether op i is a Dense op shared by rows followed by an activation, which its
     threads then apply to their own rows (forward and backward), so the rows stay on their
@@ -552,7 +558,7 @@ cdef void rows_backward(Plan* p, Op* op, int s, floating* work, const floating* 
                                  <floating*>p.params + op.weight, <int>(hi - lo),
                                  <int>op.n_in, <int>op.n_out, <int>op.n_in)
     if s > 0:
-        weight_grad = <floating*>t.partials + (s - 1) * (op.n_out * op.n_in + op.n_out)
+        weight_grad = <floating*>t.partials + (s - 1) * partial_size(op)
         bias_grad = weight_grad + op.n_out * op.n_in if op.bias >= 0 else NULL
     dense_backward_params_ptr(weight_grad, bias_grad, grad_out, inp + lo * op.n_in,
                               <int>(hi - lo), <int>op.n_in, <int>op.n_out, <int>op.n_out,
@@ -570,7 +576,7 @@ cdef void sum_partials(Plan* p, Op* op, int s, int parts, floating* grads) noexc
     if lo >= hi:
         return
     for k in range(1, parts):
-        partial = <const floating*>t.partials + (k - 1) * (op.n_out * op.n_in + op.n_out)
+        partial = <const floating*>t.partials + (k - 1) * partial_size(op)
         for j in range(lo * op.n_in, hi * op.n_in):
             grads[op.weight + j] += partial[j]
         if op.bias >= 0:
@@ -1085,7 +1091,7 @@ cdef class StepRunner:
         for i in range(self.plan.n_ops):
             op = &self.plan.ops[i]
             if op.by_rows:
-                partials = max(partials, (op.pieces - 1) * (op.n_out * op.n_in + op.n_out))
+                partials = max(partials, (op.pieces - 1) * partial_size(op))
         self.partials = room(self.partials, partials, dtype)
         self.team.copies = <void*>address(self.copies)
         self.team.partials = <void*>address(self.partials)
