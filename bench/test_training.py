@@ -266,7 +266,7 @@ def test_predict_interleaved(benchmark, settings, inference_data):
 
 # --- inference ------------------------------------------------------------------------------
 
-PREDICT_IMPLS = ["cnet", "reference", "pytorch"]
+PREDICT_IMPLS = ["cnet", "reference", "pytorch", "gemm_floor"]
 
 
 @pytest.mark.benchmark(group="predict mnist")
@@ -276,15 +276,35 @@ def test_predict(benchmark, inference_data, impl):
     model = make_model(CONFIGS["mnist"]["widths"], seed=0)
     if impl == "pytorch":
         pytest.importorskip("torch")
-    fn = _predictor(impl, model, X)
+    fn = predict_floor(model, X) if impl == "gemm_floor" else _predictor(impl, model, X)
     benchmark.extra_info.update({"kind": "predict", "config": "mnist", "impl": impl,
                                  "samples": len(X), "loadavg_after": os.getloadavg()[0]})
     fn()
     settle(benchmark)
-    labels = benchmark(fn)
+    got = benchmark(fn)
+    if impl == "gemm_floor":    # its first product is the first layer's, bias aside
+        first = model.layers[0]
+        np.testing.assert_allclose(got, X @ first.weight.data.T, rtol=1e-4, atol=1e-4)
+        return
     expected = ReferenceMLP(model).predict(X)
-    assert labels.shape == (len(X),)
-    assert np.mean(labels == expected) > 0.999   # the same model (float32 ties aside)
+    assert got.shape == (len(X),)
+    assert np.mean(got == expected) > 0.999   # the same model (float32 ties aside)
+
+
+def predict_floor(model, X):
+    """Only the matrix products of predicting X, one per Dense layer over all the rows
+    (Z = A Wᵀ, as the reference computes them), through cnet's BLAS wrapper on preallocated
+    arrays with the BLAS's own threads: no bias, activation, argmax or chunking. About what
+    a predict with this BLAS needs at least. Returns the first product."""
+    weights = [layer.weight.data for layer in model.layers if hasattr(layer, "weight")]
+    acts = [X] + [np.empty((len(X), w.shape[0]), np.float32) for w in weights]
+    matmul = _blas.matmul
+
+    def products():
+        for a, w, out in zip(acts, weights, acts[1:]):
+            matmul(out, a, w, False, True)
+        return acts[1]
+    return products
 
 
 def _predictor(impl, model, X):
