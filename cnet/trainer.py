@@ -286,9 +286,11 @@ class Trainer:
             raise TypeError(f"initial_epoch: expected an int >= 0, got {initial_epoch!r}")
         if initial_epoch < 0:
             raise ValueError(f"initial_epoch: expected an int >= 0, got {initial_epoch}")
+        if isinstance(verbose, str) and verbose == "auto":     # Keras's default: a bar
+            verbose = 1
         if not isinstance(verbose, numbers.Integral) or verbose not in (0, 1, 2):
-            raise ValueError(f"verbose: expected 0 (silent), 1 (progress bar) or 2 (one line "
-                             f"per epoch), got {verbose!r}")
+            raise ValueError(f"verbose: expected 0 (silent), 1 or 'auto' (progress bar) or 2 "
+                             f"(one line per epoch), got {verbose!r}")
         if not isinstance(on_nan, str) or on_nan not in ("raise", "stop", "continue"):
             raise ValueError(f"on_nan: expected 'raise', 'stop' or 'continue', got {on_nan!r}")
         callbacks = self._check_callbacks(callbacks)

@@ -377,13 +377,23 @@ def test_a_run_stopped_by_divergence_keeps_one_history_value_per_epoch_for_every
     history.plot(tmp_path / "curves.png")          # x and y of different lengths before
 
 
-@pytest.mark.parametrize("verbose", [-1, 3, "2", 1.0, None])
+@pytest.mark.parametrize("verbose", [-1, 3, "2", 1.0, None, "Auto"])
 def test_fit_refuses_a_verbose_level_it_has_not(verbose):
     trainer, X, y = digits_with_learning_rate(0.1)
     before = trainer.model.flat_data.copy()
     with pytest.raises(ValueError, match="verbose: expected 0 .* got"):
         trainer.fit(X, y, verbose=verbose)
     assert np.array_equal(trainer.model.flat_data, before)
+
+
+def test_fit_verbose_auto_is_verbose_1_as_in_keras(capsys):
+    shown = {}
+    for verbose in ("auto", 1):
+        trainer, X, y = digits_with_learning_rate(0.1)
+        trainer.fit(X, y, epochs=2, seed=0, verbose=verbose)
+        # one line per epoch without a terminal; the samples/s and seconds vary
+        shown[verbose] = [line.split(" - ")[-2:] for line in capsys.readouterr().out.splitlines()]
+    assert len(shown[1]) == 2 and shown["auto"] == shown[1]
 
 
 @pytest.mark.parametrize("training", [True, False])
