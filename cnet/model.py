@@ -42,6 +42,26 @@ class Parameter:
         return Parameter, (self.name, self.flat_data, self.flat_grad, self.offset, self.shape)
 
 
+class _InUse:
+    """A model's lock, held by the calls that read or write its whole state: Trainer's fit,
+    evaluate and predict, state_dict, load_state_dict and cnet.save. Another thread's such
+    call on the model meanwhile is refused, never waited for (waiting could deadlock: two
+    threads whose callbacks each call the other's model); the holding thread may nest
+    calls (a callback that evaluates, or saves a checkpoint)."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError("model: another thread is training, running or saving this "
+                               "model (e.g. through another Trainer); use one Trainer per "
+                               "model from several threads, or copy.deepcopy the model")
+
+    def __exit__(self, *exc_info):
+        self._lock.release()
+
+
 class Sequential:
     """A stack of layers applied in order, with one flat parameter arena.
 
@@ -76,7 +96,7 @@ class Sequential:
         self._allocate(as_generator("seed", seed))
         for layer in layers:
             layer._in_model = True
-        self._calls = threading.RLock()     # held by Trainer calls: _one_call_at_a_time
+        self._calls = _InUse()
 
     @classmethod
     def mlp(cls, widths, activation=ReLU, dropout=0.0, init="torch", dtype="float32",
@@ -160,7 +180,7 @@ class Sequential:
         themselves); as plain copies they would drift from what the step runner updates.
         The copy gets a lock of its own."""
         self.__dict__.update(state)
-        self._calls = threading.RLock()
+        self._calls = _InUse()
         self._buffers = self._buffer_views([(name, a.shape) for name, a in self._buffers.items()])
         for name, view in self._buffers.items():
             index, attribute = name.split(".", 1)
@@ -242,7 +262,8 @@ class Sequential:
     def state_dict(self):
         """{"<index>.weight": array, ...}: copies, with PyTorch's Sequential keys and layouts
         (BatchNorm1d adds running_mean, running_var and num_batches_tracked, as in PyTorch)."""
-        return {name: array.copy() for name, array in self._state_arrays().items()}
+        with self._calls:
+            return {name: array.copy() for name, array in self._state_arrays().items()}
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy weights in. Every key and shape is checked before anything is written."""
@@ -272,8 +293,9 @@ class Sequential:
             if not np.isfinite(value).all():
                 raise ValueError(f"state_dict[{name!r}]: expected finite values")
             staged[name] = value
-        for name, value in staged.items():
-            targets[name][...] = value
+        with self._calls:
+            for name, value in staged.items():
+                targets[name][...] = value
 
     # --- modes ---------------------------------------------------------------------------
 

@@ -138,16 +138,8 @@ def _one_call_at_a_time(method):
     train in parallel: the kernels release the GIL."""
     @functools.wraps(method)
     def serialised(self, *args, **kwargs):
-        with self._lock:
-            model = self.model
-            if not model._calls.acquire(blocking=False):
-                raise RuntimeError("model: another thread is training or running this model "
-                                   "through another Trainer; use one Trainer per model from "
-                                   "several threads, or copy.deepcopy the model")
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                model._calls.release()
+        with self._lock, self.model._calls:
+            return method(self, *args, **kwargs)
     return serialised
 
 

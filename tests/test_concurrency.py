@@ -5,7 +5,8 @@
   Trainer.fit and the manual PyTorch-style loop, float32 and float64 (also mixed).
 - A Trainer used from two threads at once serialises its calls (its step runners share
   workspaces) and still gives the right results; a second Trainer of a model in use in
-  another thread is refused (they would share its arena).
+  another thread is refused (they would share its arena), and so are saving the model and
+  reading or loading its state_dict (they would mix steps).
 - The same seed gives bit-identical weights across runs, in one process and in another,
   with one BLAS thread (threadpoolctl).
 """
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+import cnet
 from cnet import optim
 from cnet.callbacks import Callback
 from cnet.data import iterate_minibatches, load_digits
@@ -232,3 +234,48 @@ def test_a_second_trainer_of_a_model_in_use_in_another_thread_is_refused():
     thread.join()
     assert len(errors) == 1 and "another Trainer" in errors[0]
     second.fit(X, y, epochs=1, verbose=0)     # free again once the first call returned
+
+
+@pytest.mark.parametrize("call", ["save", "state_dict", "load_state_dict"])
+def test_the_state_of_a_model_training_in_another_thread_is_neither_saved_nor_loaded(
+        call, tmp_path):
+    """cnet.save, state_dict and load_state_dict read or write every parameter: during
+    another thread's fit they would mix the weights of different steps, so they raise and
+    change nothing; in the training thread itself (a callback saving a checkpoint) they run."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    model = Sequential(Dense(8, 16), ReLU(), Dense(16, 3), seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    path, weights = tmp_path / "m.safetensors", model.state_dict()
+    calls = {"save": lambda: cnet.save(model, path),
+             "state_dict": model.state_dict,
+             "load_state_dict": lambda: model.load_state_dict(weights)}
+    inside, tried, errors, held = threading.Event(), threading.Event(), [], []
+
+    class Hold(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            inside.set()
+            assert tried.wait(10)
+            held.append(model.flat_data.copy())
+            calls[call]()                       # the training thread itself may
+
+    def other():
+        assert inside.wait(10)
+        try:
+            calls[call]()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        tried.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    trainer.fit(X, y, epochs=1, verbose=0, callbacks=[Hold()])
+    thread.join()
+    assert len(errors) == 1 and "another thread" in errors[0]
+    if call == "load_state_dict":   # the callback's own load put the first weights back
+        assert np.array_equal(model.flat_data, np.concatenate([w.ravel() for w in weights.values()]))
+    else:
+        assert np.array_equal(model.flat_data, held[0])
+    if call == "save":      # written by the callback, with the weights it saw
+        assert np.array_equal(cnet.load(path).flat_data, held[0])
