@@ -139,7 +139,11 @@ def _one_call_at_a_time(method):
     @functools.wraps(method)
     def serialised(self, *args, **kwargs):
         with self._lock, self.model._calls:
-            return method(self, *args, **kwargs)
+            self._calls_open += 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._calls_open -= 1
     return serialised
 
 
@@ -170,19 +174,21 @@ class Trainer:
         self.max_grad_norm = max_grad_norm
         self._runners = collections.OrderedDict()
         self._lock = threading.RLock()
+        self._calls_open = 0    # fit, evaluate and predict calls under way (nested ones too)
 
     # copy.deepcopy and pickle: the step runners (compiled, holding pointers into this
     # trainer's arrays) and the lock are not copied; the copy builds its own when it runs.
     # Deep-copied together, the model and optimizer of the copy share the copied arena.
     def __getstate__(self):
         state = dict(self.__dict__)
-        del state["_runners"], state["_lock"]
+        del state["_runners"], state["_lock"], state["_calls_open"]
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._runners = collections.OrderedDict()
         self._lock = threading.RLock()
+        self._calls_open = 0
 
     @property
     def model(self):
@@ -190,6 +196,10 @@ class Trainer:
 
     @model.setter
     def model(self, model):     # may be swapped between calls (the runners follow)
+        if self.__dict__.get("_calls_open"):
+            raise RuntimeError("model: cannot be replaced while this Trainer's fit, evaluate "
+                               "or predict runs (e.g. from a callback), as that call goes on "
+                               "with the model it started with; replace it between calls")
         if not isinstance(model, Sequential):
             raise TypeError(f"model: expected a cnet Sequential, got {type(model).__name__}")
         if model.in_features is None:

@@ -1,4 +1,5 @@
 """Trainer: the compiled step runner against the manual loop, learning, and input checks."""
+import copy
 import re
 
 import numpy as np
@@ -473,6 +474,24 @@ def test_a_model_swapped_into_a_trainer_is_checked():
     with pytest.raises(ValueError, match="model: expected a Dense or BatchNorm1d layer"):
         trainer.model = Sequential(ReLU())
     assert trainer.predict(X).shape == y.shape        # the trainer kept its model
+
+
+def test_a_model_is_not_swapped_into_a_trainer_during_its_call():
+    """fit goes on with the model it started with: a callback replacing trainer.model
+    would have the rest of the epochs train one model and log another."""
+    trainer, X, y = digits_with_learning_rate(0.1)
+    first, other = trainer.model, copy.deepcopy(trainer.model)
+
+    class Swap(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.model = other
+
+    with pytest.raises(RuntimeError, match="model: cannot be replaced while"):
+        trainer.fit(X, y, epochs=2, verbose=0, callbacks=[Swap()])
+    assert trainer.model is first
+    trainer.model = other                       # between calls it may
+    assert trainer.model is other and trainer.predict(X).shape == y.shape
+    assert copy.deepcopy(trainer).model.flat_data.shape == other.flat_data.shape
 
 
 def test_accuracy_skips_rows_at_an_ignore_index_that_is_a_class():
