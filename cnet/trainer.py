@@ -196,16 +196,30 @@ class Trainer:
 
     @model.setter
     def model(self, model):     # may be swapped between calls (the runners follow)
-        if self.__dict__.get("_calls_open"):
-            raise RuntimeError("model: cannot be replaced while this Trainer's fit, evaluate "
-                               "or predict runs (e.g. from a callback), as that call goes on "
-                               "with the model it started with; replace it between calls")
         if not isinstance(model, Sequential):
             raise TypeError(f"model: expected a cnet Sequential, got {type(model).__name__}")
         if model.in_features is None:
             raise ValueError("model: expected a Dense or BatchNorm1d layer that fixes the "
                              "input width")
-        self._model = model
+        lock = self.__dict__.get("_lock")       # none yet in __init__
+        if lock is None:
+            self._model = model
+            return
+        # Under the calls' lock, which a call holds from before it reads self.model.
+        if not lock.acquire(blocking=False):
+            raise self._busy()
+        try:
+            if self._calls_open:        # this thread's call, e.g. from a callback
+                raise self._busy()
+            self._model = model
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _busy():
+        return RuntimeError("model: cannot be replaced while this Trainer's fit, evaluate or "
+                            "predict runs (e.g. from a callback), as that call goes on with "
+                            "the model it started with; replace it between calls")
 
     @property
     def is_classifier(self):

@@ -10,6 +10,7 @@
 - The same seed gives bit-identical weights across runs, in one process and in another,
   with one BLAS thread (threadpoolctl).
 """
+import copy
 import os
 import subprocess
 import sys
@@ -279,3 +280,68 @@ def test_the_state_of_a_model_training_in_another_thread_is_neither_saved_nor_lo
         assert np.array_equal(model.flat_data, held[0])
     if call == "save":      # written by the callback, with the weights it saw
         assert np.array_equal(cnet.load(path).flat_data, held[0])
+
+
+@pytest.mark.parametrize("waiting", ["predict", "state_dict"])
+def test_a_call_waits_for_another_threads_save(waiting, tmp_path):
+    """state_dict, load_state_dict and cnet.save end soon and wait for nothing: a Trainer
+    call or one of them from another thread meanwhile waits for them rather than failing
+    (a monitoring thread's snapshots must not make predict fail)."""
+    from cnet import model as model_module
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 8)).astype(np.float32)
+    model = Sequential(Dense(8, 16), ReLU(), Dense(16, 3), seed=0)
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    inside, go = threading.Event(), threading.Event()
+
+    class Paused(model_module._InUse):       # a save that another thread's call overlaps
+        def _acquire(self, brief):
+            super()._acquire(brief)
+            if brief:
+                inside.set()
+                assert go.wait(10)
+
+    model._calls = Paused()
+    thread = threading.Thread(target=lambda: cnet.save(model, tmp_path / "m.safetensors"))
+    thread.start()
+    assert inside.wait(10)
+    threading.Timer(0.05, go.set).start()
+    if waiting == "predict":
+        assert trainer.predict(X).shape == (64,)       # waited for the save
+    else:
+        assert np.array_equal(model.state_dict()["0.weight"], model[0].weight.data)
+    assert go.is_set()      # it returned only after the save was let go on
+    thread.join()
+
+
+def test_a_model_swapped_in_from_another_thread_as_a_call_starts_is_refused():
+    """Trainer.model's setter checks under the calls' lock: a swap between a call taking
+    its model's lock and counting itself open is refused, not let through."""
+    from cnet import model as model_module
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 8)).astype(np.float32)
+    first = Sequential(Dense(8, 16), ReLU(), Dense(16, 3), seed=0)
+    other = copy.deepcopy(first)
+    trainer = Trainer(first, CrossEntropyLoss(), optim.SGD(first.parameters(), lr=0.1))
+    window, tried, errors = threading.Event(), threading.Event(), []
+
+    class Slow(model_module._InUse):        # a thread switch right after the acquire
+        def _acquire(self, brief):
+            super()._acquire(brief)
+            window.set()
+            assert tried.wait(10)
+
+    def swap():
+        assert window.wait(10)
+        try:
+            trainer.model = other
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        tried.set()
+
+    first._calls = Slow()
+    thread = threading.Thread(target=swap)
+    thread.start()
+    trainer.predict(X)
+    thread.join()
+    assert len(errors) == 1 and trainer.model is first

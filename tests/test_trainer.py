@@ -387,7 +387,16 @@ def test_fit_refuses_a_verbose_level_it_has_not(verbose):
     assert np.array_equal(trainer.model.flat_data, before)
 
 
-def test_fit_verbose_auto_is_verbose_1_as_in_keras(capsys):
+def test_fit_verbose_auto_is_verbose_1_as_in_keras(capsys, monkeypatch):
+    import cnet.trainer
+    levels = []
+
+    class Recorded(cnet.trainer.EpochProgress):     # without a terminal 1 and 2 print alike
+        def __init__(self, verbose, *args):
+            levels.append(verbose)
+            super().__init__(verbose, *args)
+
+    monkeypatch.setattr(cnet.trainer, "EpochProgress", Recorded)
     shown = {}
     for verbose in ("auto", 1):
         trainer, X, y = digits_with_learning_rate(0.1)
@@ -395,6 +404,7 @@ def test_fit_verbose_auto_is_verbose_1_as_in_keras(capsys):
         # one line per epoch without a terminal; the samples/s and seconds vary
         shown[verbose] = [line.split(" - ")[-2:] for line in capsys.readouterr().out.splitlines()]
     assert len(shown[1]) == 2 and shown["auto"] == shown[1]
+    assert levels == [1, 1]
 
 
 @pytest.mark.parametrize("training", [True, False])
