@@ -7,12 +7,14 @@ Environment:
   CNET_BENCH_SAMPLES       rows of the MNIST-shaped data (default 60,000; 1,024 with
                            --benchmark-disable)
   CNET_BENCH_WIDE_SAMPLES  rows for the wide configuration (default 8,192; 256 disabled)
-  CNET_BENCH_ROUNDS        timed rounds of each one-epoch benchmark (default 5, after one
-                           warm-up round; at least a configuration's min_rounds)
+  CNET_BENCH_ROUNDS        timed rounds of each one-epoch benchmark (default 5, after
+                           0.2 s of warm-up rounds; at least a configuration's min_rounds, and as
+                           many as fill MIN_SECONDS)
   CNET_BENCH_INTERLEAVED_ROUNDS  rounds of the round-robin cross-check (default 3)
   CNET_BENCH_PAUSE         seconds of sleep before a benchmark that calls BLAS (default 0.5:
                            lets the other libraries' BLAS/OpenMP threads go idle)
 """
+import math
 import os
 import statistics
 import sys
@@ -28,8 +30,8 @@ from cnet.data import load_digits
 
 # DESIGN.md §6: widths, batch size, data set.
 # min_rounds: an epoch of tiny lasts under a millisecond for cnet, so five rounds would be
-# five samples of a few page faults and cold caches; 100 rounds (0.1 s of cnet, a second of
-# the reference) give a median that repeats from run to run.
+# five samples of a few page faults and cold caches; 100 rounds at least (and MIN_SECONDS of
+# them, below) give a median that repeats from run to run.
 CONFIGS = {
     "tiny": dict(widths=(64, 32, 10), batch=16, data="digits", min_rounds=100),
     "mnist": dict(widths=(784, 128, 64, 10), batch=64, data="mnist"),
@@ -38,6 +40,11 @@ CONFIGS = {
     "wide": dict(widths=(784, 1024, 1024, 10), batch=256, data="wide"),
 }
 LR = 1e-3
+# Every one-epoch benchmark times at least this long: on this 2-core virtual machine,
+# stretches of 0.1-0.3 s ran a single thread's epochs 1.4-1.5x slower on either core (the
+# host's other work), and all of cnet's 100 tiny rounds (60 ms) once fell in one (11.6x the
+# reference instead of 16x).
+MIN_SECONDS = 1.5
 
 # The benchmark modules import these helpers as `bench_common` (with --import-mode=importlib
 # a conftest is not importable by name, and tests/conftest.py would shadow it anyway).
@@ -111,12 +118,21 @@ class Rounds:
 
 
 def run_rounds(benchmark, fn, rounds, extra):
-    """benchmark.pedantic over one-epoch runs: one warm-up round, then `rounds` timed ones;
+    """benchmark.pedantic over one-epoch runs: untimed warm-up rounds (two at least, the
+    first building what a first call builds, and 0.2 s at least), then `rounds` timed ones,
+    or as many as fill MIN_SECONDS at the fastest warm-up round's time after the first;
     records CPU seconds per round and the load average in extra_info."""
     recorder = Rounds(fn)
-    warmup = 0 if benchmark.disabled else 1
-    result = benchmark.pedantic(recorder, rounds=rounds, warmup_rounds=warmup, iterations=1)
+    warmup = 0
+    if not benchmark.disabled:
+        start = time.perf_counter()
+        while warmup < 2 or time.perf_counter() - start < 0.2:
+            recorder()
+            warmup += 1
+        rounds = max(rounds, min(10_000, math.ceil(MIN_SECONDS / min(recorder.wall[1:]))))
+    result = benchmark.pedantic(recorder, rounds=rounds, iterations=1)
     benchmark.extra_info.update(extra)
+    benchmark.extra_info.update({"warmup_rounds": warmup, "min_seconds": MIN_SECONDS})
     benchmark.extra_info.update(recorder.info(warmup))
     benchmark.extra_info["loadavg_after"] = os.getloadavg()[0]
     return result

@@ -277,9 +277,15 @@ def training(results):
     warm = f"{info.get('warm_s', 0.5):g} s of untimed epochs" + (
         " on a copy of its model" if "warm_s" in info else "")
     timed_ms = info.get("min_timed_s", 0.05) * 1e3
+    own = next((results.get("train", c, "cnet")["extra_info"] for c in TRAIN_CONFIGS
+                if results.get("train", c, "cnet")), {})
+    # Suites older than these keys ran one warm-up epoch and a fixed number of rounds.
+    warmups = own.get("warmup_rounds", 1)
+    span = (f", at least {own['min_seconds']:g} s of them" if "min_seconds" in own else "")
     lines = ["## Training: one epoch, float32, Adam, shuffled mini-batches", "",
              f"Samples/s from the {results.stat} round of each implementation's own benchmark "
-             "(one warm-up epoch, then back-to-back epochs). cnet step / floor: cnet's epoch time "
+             f"({'one warm-up epoch' if warmups == 1 else 'warm-up epochs'}, then "
+             f"back-to-back epochs{span}). cnet step / floor: cnet's epoch time "
              "over the GEMM floor's (only the matrix products of every step, through cnet's BLAS "
              "wrapper on preallocated arrays, called from Python). CPU: user+sys seconds per "
              "epoch (all threads), cnet's over the floor's."

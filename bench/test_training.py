@@ -21,7 +21,7 @@ from bench_common import (CONFIGS, LR, PAUSE_S, make_model, make_trainer, run_ro
                           settle, torch_model)
 
 IMPLS = ["cnet", "reference", "pytorch", "pytorch_fused", "gemm_floor"]
-MIN_TIMED_S = 0.05      # the shortest timed stretch of a round-robin round (tiny's epochs)
+MIN_TIMED_S = 0.3       # the shortest timed stretch of a round-robin round (tiny's epochs)
 
 
 def _params(groups_of):
