@@ -28,7 +28,7 @@ from cnet.callbacks import Callback
 from cnet.data import iterate_minibatches, load_digits
 from cnet.layers import BatchNorm1d, Dense, Dropout, ReLU
 from cnet.losses import CrossEntropyLoss
-from cnet.model import Sequential
+from cnet.model import Sequential, _InUse
 from cnet.trainer import Trainer
 from helpers import in_threads
 
@@ -202,37 +202,52 @@ def test_exit_while_a_daemon_thread_trains_or_predicts_is_clean(job):
         assert result.stdout == "main exits\n" and result.stderr == ""
 
 
-def test_a_second_trainer_of_a_model_in_use_in_another_thread_is_refused():
-    """Two Trainers of one model would both update its arena: while one thread is in a call
-    (held in a callback here, so that the calls overlap), another thread's call through the
-    other Trainer raises, and the model is left to the first."""
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((64, 8)).astype(np.float32)
-    y = rng.integers(0, 3, 64)
-    model = Sequential(Dense(8, 16), ReLU(), Dense(16, 3), seed=0)
-    first, second = (Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
-                     for _ in range(2))
+def attempt_during_fit(trainer, X, y, attempt, in_callback):
+    """attempt() in another thread while trainer.fit is held in a callback, so that the two
+    overlap, then in_callback() in the callback itself; returns the messages of the
+    RuntimeErrors attempt raised."""
     inside, tried, errors = threading.Event(), threading.Event(), []
 
     class Hold(Callback):
         def on_epoch_end(self, trainer, epoch, logs):
             inside.set()
             assert tried.wait(10)
-            # The calling thread itself may call another Trainer of its model.
-            assert second.evaluate(X, y)["loss"] > 0
+            in_callback()
 
     def other():
         assert inside.wait(10)
         try:
-            second.fit(X, y, epochs=1, verbose=0)
+            attempt()
         except RuntimeError as exc:
             errors.append(str(exc))
         tried.set()
 
     thread = threading.Thread(target=other)
     thread.start()
-    first.fit(X, y, epochs=1, verbose=0, callbacks=[Hold()])
+    trainer.fit(X, y, epochs=1, verbose=0, callbacks=[Hold()])
     thread.join()
+    return errors
+
+
+def small_problem():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    return Sequential(Dense(8, 16), ReLU(), Dense(16, 3), seed=0), X, y
+
+
+def test_a_second_trainer_of_a_model_in_use_in_another_thread_is_refused():
+    """Two Trainers of one model would both update its arena: while one thread is in a call,
+    another thread's call through the other Trainer raises, and the model is left to the
+    first. The calling thread itself may call another Trainer of its model."""
+    model, X, y = small_problem()
+    first, second = (Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+                     for _ in range(2))
+    def in_callback():
+        assert second.evaluate(X, y)["loss"] > 0
+
+    errors = attempt_during_fit(first, X, y, lambda: second.fit(X, y, epochs=1, verbose=0),
+                                in_callback)
     assert len(errors) == 1 and "another Trainer" in errors[0]
     second.fit(X, y, epochs=1, verbose=0)     # free again once the first call returned
 
@@ -243,36 +258,18 @@ def test_the_state_of_a_model_training_in_another_thread_is_neither_saved_nor_lo
     """cnet.save, state_dict and load_state_dict read or write every parameter: during
     another thread's fit they would mix the weights of different steps, so they raise and
     change nothing; in the training thread itself (a callback saving a checkpoint) they run."""
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((64, 8)).astype(np.float32)
-    y = rng.integers(0, 3, 64)
-    model = Sequential(Dense(8, 16), ReLU(), Dense(16, 3), seed=0)
+    model, X, y = small_problem()
     trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
-    path, weights = tmp_path / "m.safetensors", model.state_dict()
+    path, weights, held = tmp_path / "m.safetensors", model.state_dict(), []
     calls = {"save": lambda: cnet.save(model, path),
              "state_dict": model.state_dict,
              "load_state_dict": lambda: model.load_state_dict(weights)}
-    inside, tried, errors, held = threading.Event(), threading.Event(), [], []
 
-    class Hold(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            inside.set()
-            assert tried.wait(10)
-            held.append(model.flat_data.copy())
-            calls[call]()                       # the training thread itself may
+    def in_callback():          # the training thread itself may
+        held.append(model.flat_data.copy())
+        calls[call]()
 
-    def other():
-        assert inside.wait(10)
-        try:
-            calls[call]()
-        except RuntimeError as exc:
-            errors.append(str(exc))
-        tried.set()
-
-    thread = threading.Thread(target=other)
-    thread.start()
-    trainer.fit(X, y, epochs=1, verbose=0, callbacks=[Hold()])
-    thread.join()
+    errors = attempt_during_fit(trainer, X, y, calls[call], in_callback)
     assert len(errors) == 1 and "another thread" in errors[0]
     if call == "load_state_dict":   # the callback's own load put the first weights back
         assert np.array_equal(model.flat_data, np.concatenate([w.ravel() for w in weights.values()]))
@@ -287,14 +284,11 @@ def test_a_call_waits_for_another_threads_save(waiting, tmp_path):
     """state_dict, load_state_dict and cnet.save end soon and wait for nothing: a Trainer
     call or one of them from another thread meanwhile waits for them rather than failing
     (a monitoring thread's snapshots must not make predict fail)."""
-    from cnet import model as model_module
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((64, 8)).astype(np.float32)
-    model = Sequential(Dense(8, 16), ReLU(), Dense(16, 3), seed=0)
+    model, X, _ = small_problem()
     trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
     inside, go = threading.Event(), threading.Event()
 
-    class Paused(model_module._InUse):       # a save that another thread's call overlaps
+    class Paused(_InUse):       # a save that another thread's call overlaps
         def _acquire(self, brief):
             super()._acquire(brief)
             if brief:
@@ -317,15 +311,12 @@ def test_a_call_waits_for_another_threads_save(waiting, tmp_path):
 def test_a_model_swapped_in_from_another_thread_as_a_call_starts_is_refused():
     """Trainer.model's setter checks under the calls' lock: a swap between a call taking
     its model's lock and counting itself open is refused, not let through."""
-    from cnet import model as model_module
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((64, 8)).astype(np.float32)
-    first = Sequential(Dense(8, 16), ReLU(), Dense(16, 3), seed=0)
+    first, X, _ = small_problem()
     other = copy.deepcopy(first)
     trainer = Trainer(first, CrossEntropyLoss(), optim.SGD(first.parameters(), lr=0.1))
     window, tried, errors = threading.Event(), threading.Event(), []
 
-    class Slow(model_module._InUse):        # a thread switch right after the acquire
+    class Slow(_InUse):        # a thread switch right after the acquire
         def _acquire(self, brief):
             super()._acquire(brief)
             window.set()
