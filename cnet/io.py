@@ -386,7 +386,7 @@ def save(model, path, optimizer=None, extra=None):
     safetensors file, atomically. See the module docstring for the layout."""
     if not isinstance(model, Sequential):
         raise TypeError(f"model: expected a cnet Sequential, got {type(model).__name__}")
-    with model._calls.brief():  # not while another thread trains it: it would mix steps
+    with model._calls.plain:    # not while another thread trains it: it would mix steps
         _save(model, path, optimizer, extra)
 
 

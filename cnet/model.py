@@ -5,7 +5,6 @@ their gradients in a second one of the same size (`model.flat_grad`). Each layer
 `weight` / `bias` is a Parameter whose `.data` and `.grad` are views into them, so an
 optimizer step is one loop over two flat arrays and a checkpoint is one vector.
 """
-import contextlib
 import math
 import threading
 
@@ -44,50 +43,54 @@ class Parameter:
 
 
 class _InUse:
-    """A model's lock, held by the calls that read or write its whole state: Trainer's fit,
-    evaluate and predict (`with model._calls`), and the brief ones, state_dict,
-    load_state_dict and cnet.save (`with model._calls.brief()`). The holding thread may nest
-    calls (a callback that evaluates, or saves a checkpoint). Another thread's call waits
-    while the holder's outermost call is a brief one, which ends soon and waits for nothing
-    itself, and is refused while it is a Trainer call: waiting for that could deadlock (two
-    threads whose callbacks each call the other's model)."""
+    """A model's lock, held by the calls that read or write its whole state. The holding
+    thread may nest calls (a callback that evaluates, or saves a checkpoint). Another
+    thread's call waits while the holder's outermost call is a plain one, which runs no
+    user code and so waits for nothing itself (`with model._calls.plain`: Trainer's evaluate
+    and predict, state_dict, load_state_dict, cnet.save), and is refused while it is a fit
+    (`with model._calls.fitting`), whose callbacks may wait for anything, the waiting thread
+    included (two threads whose callbacks each call the other's model would deadlock)."""
 
     def __init__(self):
         self._lock = threading.RLock()
-        self._depth = 0         # the holding thread's nested calls
-        self._long = False      # whether its outermost call is a Trainer call
+        self._depth = 0             # the holding thread's nested calls
+        self._fitting = False       # whether its outermost call is a fit
+        self.plain, self.fitting = _Hold(self, fitting=False), _Hold(self, fitting=True)
 
-    def __enter__(self):
-        self._acquire(brief=False)
-
-    def __exit__(self, *exc_info):
-        self._depth -= 1
-        if self._depth == 0:
-            self._long = False
-        self._lock.release()
-
-    @contextlib.contextmanager
-    def brief(self):
-        self._acquire(brief=True)
-        try:
-            yield
-        finally:
-            self.__exit__()
-
-    def _acquire(self, brief):
-        # _long is written only by the holder; a stale read costs a waiter one more
-        # millisecond, or refuses a call that overlapped a Trainer call's last moment.
+    def _acquire(self, fitting):
+        # _fitting is written only by the holder; a stale read costs a waiter one more
+        # millisecond, or refuses a call that overlapped a fit's last moment.
         while not self._lock.acquire(blocking=False):
-            if self._long:
-                raise RuntimeError("model: another thread is training or running this "
-                                   "model (e.g. through another Trainer); use one Trainer "
-                                   "per model from several threads, or copy.deepcopy the "
-                                   "model")
+            if self._fitting:
+                raise RuntimeError("model: another thread is training this model (e.g. "
+                                   "through another Trainer); use one Trainer per model "
+                                   "from several threads, or copy.deepcopy the model")
             if self._lock.acquire(timeout=0.001):
                 break
         if self._depth == 0:
-            self._long = not brief
+            self._fitting = fitting
         self._depth += 1
+
+    def _release(self):
+        self._depth -= 1
+        if self._depth == 0:
+            self._fitting = False
+        self._lock.release()
+
+
+class _Hold:
+    """`with` one kind of call on a model (_InUse.plain or _InUse.fitting)."""
+
+    __slots__ = ("_in_use", "_fitting")
+
+    def __init__(self, in_use, fitting):
+        self._in_use, self._fitting = in_use, fitting
+
+    def __enter__(self):
+        self._in_use._acquire(self._fitting)
+
+    def __exit__(self, *exc_info):
+        self._in_use._release()
 
 
 class Sequential:
@@ -290,7 +293,7 @@ class Sequential:
     def state_dict(self):
         """{"<index>.weight": array, ...}: copies, with PyTorch's Sequential keys and layouts
         (BatchNorm1d adds running_mean, running_var and num_batches_tracked, as in PyTorch)."""
-        with self._calls.brief():
+        with self._calls.plain:
             return {name: array.copy() for name, array in self._state_arrays().items()}
 
     def load_state_dict(self, state_dict, strict=True):
@@ -321,7 +324,7 @@ class Sequential:
             if not np.isfinite(value).all():
                 raise ValueError(f"state_dict[{name!r}]: expected finite values")
             staged[name] = value
-        with self._calls.brief():
+        with self._calls.plain:
             for name, value in staged.items():
                 targets[name][...] = value
 

@@ -131,19 +131,24 @@ def _mode(model, training):
 def _one_call_at_a_time(method):
     """Serialise a Trainer's calls: fit, evaluate and predict share its step runners'
     workspaces, so two threads using one Trainer at once would overwrite each other's
-    batches. Two Trainers of one model share its arena instead: a call while another thread
-    is in a call on the same model is refused, since waiting for it could deadlock (e.g.
-    two threads whose callbacks each call the other's model). The calling thread itself may
-    nest calls (a callback evaluating with another Trainer of the model). Different models
-    train in parallel: the kernels release the GIL."""
+    batches. Two Trainers of one model share its arena instead: another thread's call on
+    the model waits for an evaluate or predict (they run no user code, so wait for nothing
+    themselves) and is refused during a fit, whose callbacks could be waiting for that
+    thread (see cnet.model._InUse). The calling thread itself may nest calls (a callback
+    evaluating with another Trainer of the model). Different models train in parallel: the
+    kernels release the GIL."""
+    fitting = method.__name__ == "fit"
+
     @functools.wraps(method)
     def serialised(self, *args, **kwargs):
-        with self._lock, self.model._calls:
-            self._calls_open += 1
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                self._calls_open -= 1
+        with self._lock:        # before reading self.model, which the setter swaps under it
+            calls = self.model._calls
+            with calls.fitting if fitting else calls.plain:
+                self._calls_open += 1
+                try:
+                    return method(self, *args, **kwargs)
+                finally:
+                    self._calls_open -= 1
     return serialised
 
 

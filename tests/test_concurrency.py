@@ -279,32 +279,40 @@ def test_the_state_of_a_model_training_in_another_thread_is_neither_saved_nor_lo
         assert np.array_equal(cnet.load(path).flat_data, held[0])
 
 
-@pytest.mark.parametrize("waiting", ["predict", "state_dict"])
-def test_a_call_waits_for_another_threads_save(waiting, tmp_path):
-    """state_dict, load_state_dict and cnet.save end soon and wait for nothing: a Trainer
-    call or one of them from another thread meanwhile waits for them rather than failing
-    (a monitoring thread's snapshots must not make predict fail)."""
-    model, X, _ = small_problem()
-    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+@pytest.mark.parametrize("holding", ["save", "predict"])
+@pytest.mark.parametrize("waiting", ["predict", "state_dict", "fit"])
+def test_a_call_waits_for_another_threads_call_that_runs_no_user_code(holding, waiting,
+                                                                      tmp_path):
+    """cnet.save, state_dict, load_state_dict, evaluate and predict run no user code, so
+    wait for nothing: another thread's call meanwhile (through another Trainer, for fit)
+    waits for them rather than failing (a monitoring thread's snapshots must not make
+    predict fail)."""
+    model, X, y = small_problem()
+    first, second = (Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+                     for _ in range(2))
     inside, go = threading.Event(), threading.Event()
 
-    class Paused(_InUse):       # a save that another thread's call overlaps
-        def _acquire(self, brief):
-            super()._acquire(brief)
-            if brief:
+    class Paused(_InUse):       # the holding call, paused with the model's lock held
+        def _acquire(self, fitting):
+            super()._acquire(fitting)
+            if not inside.is_set():
                 inside.set()
                 assert go.wait(10)
 
     model._calls = Paused()
-    thread = threading.Thread(target=lambda: cnet.save(model, tmp_path / "m.safetensors"))
+    hold = {"save": lambda: cnet.save(model, tmp_path / "m.safetensors"),
+            "predict": lambda: first.predict(X)}[holding]
+    thread = threading.Thread(target=hold)
     thread.start()
     assert inside.wait(10)
     threading.Timer(0.05, go.set).start()
     if waiting == "predict":
-        assert trainer.predict(X).shape == (64,)       # waited for the save
-    else:
+        assert second.predict(X).shape == (64,)
+    elif waiting == "state_dict":
         assert np.array_equal(model.state_dict()["0.weight"], model[0].weight.data)
-    assert go.is_set()      # it returned only after the save was let go on
+    else:
+        assert second.fit(X, y, epochs=1, verbose=0).history["loss"][0] > 0
+    assert go.is_set()      # it returned only after the holding call was let go on
     thread.join()
 
 
@@ -317,8 +325,8 @@ def test_a_model_swapped_in_from_another_thread_as_a_call_starts_is_refused():
     window, tried, errors = threading.Event(), threading.Event(), []
 
     class Slow(_InUse):        # a thread switch right after the acquire
-        def _acquire(self, brief):
-            super()._acquire(brief)
+        def _acquire(self, fitting):
+            super()._acquire(fitting)
             window.set()
             assert tried.wait(10)
 
@@ -336,3 +344,34 @@ def test_a_model_swapped_in_from_another_thread_as_a_call_starts_is_refused():
     trainer.predict(X)
     thread.join()
     assert len(errors) == 1 and trainer.model is first
+
+
+def test_predicts_and_snapshots_from_several_threads_all_complete():
+    """One Trainer's predict from two threads, state_dict and load_state_dict from two
+    others, over and over: every call completes (the Trainer serialises its own calls, and
+    calls that run no user code wait for each other), none is refused, nothing deadlocks."""
+    model, X, _ = small_problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    expected = trainer.predict(X)
+    done, failures = [], []
+
+    def repeat(name, call):
+        try:
+            for _ in range(200):
+                call()
+            done.append(name)
+        except Exception as exc:    # noqa: BLE001 (any failure is the test's finding)
+            failures.append(f"{name}: {exc!r}")
+
+    def predict():
+        assert np.array_equal(trainer.predict(X), expected)
+
+    calls = {"predict 1": predict, "predict 2": predict,
+             "state_dict": lambda: model.state_dict()["0.weight"].sum(),
+             "load_state_dict": lambda: model.load_state_dict(model.state_dict())}
+    threads = [threading.Thread(target=repeat, args=item) for item in calls.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures and sorted(done) == sorted(calls)
