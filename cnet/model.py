@@ -6,7 +6,9 @@ their gradients in a second one of the same size (`model.flat_grad`). Each layer
 optimizer step is one loop over two flat arrays and a checkpoint is one vector.
 """
 import math
+import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -51,20 +53,27 @@ class _InUse:
     (`with model._calls.fitting`), whose callbacks may wait for anything, the waiting thread
     included (two threads whose callbacks each call the other's model would deadlock)."""
 
-    def __init__(self):
+    MODEL_BUSY = ("model: another thread is training this model (e.g. through another "
+                  "Trainer); use one Trainer per model from several threads, or "
+                  "copy.deepcopy the model")
+
+    def __init__(self, busy=MODEL_BUSY):
+        self._busy = busy           # the RuntimeError's message while another thread fits
+        self._reset()
+        _ALL_IN_USE.add(self)
+        self.plain, self.fitting = _Hold(self, fitting=False), _Hold(self, fitting=True)
+
+    def _reset(self):
         self._lock = threading.RLock()
         self._depth = 0             # the holding thread's nested calls
         self._fitting = False       # whether its outermost call is a fit
-        self.plain, self.fitting = _Hold(self, fitting=False), _Hold(self, fitting=True)
 
     def _acquire(self, fitting):
         # _fitting is written only by the holder; a stale read costs a waiter one more
         # millisecond, or refuses a call that overlapped a fit's last moment.
         while not self._lock.acquire(blocking=False):
             if self._fitting:
-                raise RuntimeError("model: another thread is training this model (e.g. "
-                                   "through another Trainer); use one Trainer per model "
-                                   "from several threads, or copy.deepcopy the model")
+                raise RuntimeError(self._busy)
             if self._lock.acquire(timeout=0.001):
                 break
         if self._depth == 0:
@@ -76,6 +85,22 @@ class _InUse:
         if self._depth == 0:
             self._fitting = False
         self._lock.release()
+
+
+# A forked child has only the forking thread: a call another thread held at the fork never
+# ends there, so its holds are dropped (the forking thread's own, e.g. a fork from a
+# callback, stay: the child returns through them).
+_ALL_IN_USE = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    for in_use in list(_ALL_IN_USE):
+        if not in_use._lock._is_owned():
+            in_use._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Hold:

@@ -10,7 +10,6 @@ import contextlib
 import functools
 import math
 import numbers
-import threading
 import time
 import warnings
 
@@ -22,7 +21,7 @@ from cnet._validation import (as_generator, as_matrix, check_positive_int,
                               first_non_finite)
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 from cnet.layers import Dense
-from cnet.model import Sequential
+from cnet.model import Sequential, _InUse
 from cnet.optim import LBFGS, Optimizer
 from cnet.progress import EpochProgress
 
@@ -128,20 +127,44 @@ def _mode(model, training):
         model.train(was_training)
 
 
+_TRAINER_BUSY = ("trainer: another thread is in this Trainer's fit, whose callbacks could be "
+                 "waiting for this thread; call it from that fit's callbacks, after fit "
+                 "returns, or through a Trainer of a copy.deepcopy of the model")
+
+
+def _materialised(value):
+    """value as an ndarray where numpy makes one, else as it is (for the checks to name what
+    is wrong): np.asarray may run user code (an __array__, a lazy array's compute), which
+    must not run while another thread waits for an evaluate or predict."""
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except Exception:       # noqa: BLE001 (ragged lists and the like: reported by the checks)
+        return value
+
+
 def _one_call_at_a_time(method):
     """Serialise a Trainer's calls: fit, evaluate and predict share its step runners'
     workspaces, so two threads using one Trainer at once would overwrite each other's
-    batches. Two Trainers of one model share its arena instead: another thread's call on
-    the model waits for an evaluate or predict (they run no user code, so wait for nothing
-    themselves) and is refused during a fit, whose callbacks could be waiting for that
-    thread (see cnet.model._InUse). The calling thread itself may nest calls (a callback
+    batches. The Trainer's own lock follows the model's rule: another thread's call waits
+    for an evaluate or predict and is refused during a fit (blocking there would deadlock
+    two threads fitting with callbacks that each call the other's Trainer). Two Trainers
+    of one model share its arena instead: another thread's call on the model waits for an
+    evaluate or predict (they run no user code, so wait for nothing themselves) and is
+    refused during a fit, whose callbacks could be waiting for that thread (see
+    cnet.model._InUse). The calling thread itself may nest calls (a callback
     evaluating with another Trainer of the model). Different models train in parallel: the
     kernels release the GIL."""
     fitting = method.__name__ == "fit"
 
     @functools.wraps(method)
     def serialised(self, *args, **kwargs):
-        with self._lock:        # before reading self.model, which the setter swaps under it
+        if not fitting:     # another thread's call waits for this one: no user code under it
+            args = tuple(_materialised(a) for a in args)
+            kwargs = {k: _materialised(v) for k, v in kwargs.items()}
+        # The Trainer's lock before reading self.model, which the setter swaps under it.
+        with self._lock.fitting if fitting else self._lock.plain:
             calls = self.model._calls
             with calls.fitting if fitting else calls.plain:
                 self._calls_open += 1
@@ -178,7 +201,7 @@ class Trainer:
         self.loss, self.optimizer = loss, optimizer
         self.max_grad_norm = max_grad_norm
         self._runners = collections.OrderedDict()
-        self._lock = threading.RLock()
+        self._lock = _InUse(_TRAINER_BUSY)
         self._calls_open = 0    # fit, evaluate and predict calls under way (nested ones too)
 
     # copy.deepcopy and pickle: the step runners (compiled, holding pointers into this
@@ -192,7 +215,7 @@ class Trainer:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._runners = collections.OrderedDict()
-        self._lock = threading.RLock()
+        self._lock = _InUse(_TRAINER_BUSY)
         self._calls_open = 0
 
     @property
@@ -211,14 +234,14 @@ class Trainer:
             self._model = model
             return
         # Under the calls' lock, which a call holds from before it reads self.model.
-        if not lock.acquire(blocking=False):
+        if not lock._lock.acquire(blocking=False):
             raise self._busy()
         try:
             if self._calls_open:        # this thread's call, e.g. from a callback
                 raise self._busy()
             self._model = model
         finally:
-            lock.release()
+            lock._lock.release()
 
     @staticmethod
     def _busy():

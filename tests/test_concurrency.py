@@ -375,3 +375,117 @@ def test_predicts_and_snapshots_from_several_threads_all_complete():
     for thread in threads:
         thread.join(60)
     assert not failures and sorted(done) == sorted(calls)
+
+
+def test_fits_whose_callbacks_call_each_others_trainer_do_not_deadlock():
+    """Two threads each fit their own model and evaluate the other's with the other's
+    Trainer after every epoch. Blocking on the other Trainer's lock would wait forever
+    (each holds its own through its fit): the Trainer's lock refuses another thread's call
+    during a fit, as the model's does, so one fit raises and the other completes."""
+    models = [small_problem()[0], Sequential(Dense(8, 16), ReLU(), Dense(16, 3), seed=1)]
+    _, X, y = small_problem()
+    trainers = [Trainer(m, CrossEntropyLoss(), optim.SGD(m.parameters(), lr=0.1))
+                for m in models]
+    both = threading.Barrier(2, timeout=10)
+    outcome = {}
+
+    class EvaluateOther(Callback):
+        def __init__(self, other):
+            self.other = other
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 0:
+                both.wait()         # both fits under way before either evaluates
+            self.other.evaluate(X, y)
+
+    def run(i):
+        try:
+            trainers[i].fit(X, y, epochs=2, verbose=0,
+                            callbacks=[EvaluateOther(trainers[1 - i])])
+            outcome[i] = "ok"
+        except RuntimeError as exc:
+            outcome[i] = str(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "deadlock"
+    assert sorted(outcome) == [0, 1] and list(outcome.values()).count("ok") >= 1
+    assert all(v == "ok" or "this Trainer's fit" in v for v in outcome.values())
+
+
+def test_a_call_through_a_trainer_fitting_in_another_thread_is_refused():
+    """A callback that hands work to another thread and waits for it: through the fitting
+    Trainer itself, that thread's call is refused as through a second Trainer of the model,
+    not left waiting for the fit that waits for it."""
+    model, X, y = small_problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    errors = attempt_during_fit(trainer, X, y, lambda: trainer.predict(X),
+                                lambda: trainer.predict(X))
+    assert len(errors) == 1 and "this Trainer's fit" in errors[0]
+    assert trainer.predict(X).shape == (64,)    # free again once the fit returned
+
+
+def test_an_input_converted_by_another_thread_does_not_deadlock_predict():
+    """np.asarray(X) may run user code (a lazy array computed by a thread pool); it runs
+    before predict holds the model, so that pool's calls on the model do not wait for it."""
+    from concurrent.futures import ThreadPoolExecutor
+    model, X, _ = small_problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+
+    pool = ThreadPoolExecutor(1)
+
+    class Lazy:
+        def __array__(self, dtype=None, copy=None):
+            pool.submit(model.state_dict).result(timeout=10)
+            return X
+
+    try:
+        assert np.array_equal(trainer.predict(Lazy()), trainer.predict(X))
+    finally:
+        pool.shutdown(wait=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_child_forked_during_another_threads_call_can_use_the_model():
+    """The thread holding the model at a fork does not exist in the child: its hold is
+    dropped there, so the child's calls neither wait for it forever nor are refused."""
+    model, X, y = small_problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    inside, go = threading.Event(), threading.Event()
+
+    class Paused(_InUse):
+        def _acquire(self, fitting):
+            super()._acquire(fitting)
+            if not inside.is_set():
+                inside.set()
+                assert go.wait(30)
+
+    model._calls = Paused()
+    thread = threading.Thread(target=trainer.predict, args=(X,))
+    thread.start()
+    assert inside.wait(10)
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)    # fork with threads
+            pid = os.fork()
+        if pid == 0:
+            code = 0 if model.state_dict()["0.weight"].shape == (16, 8) else 1
+            os._exit(code)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child waited for a call of a thread it does not have")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        go.set()
+        thread.join()
