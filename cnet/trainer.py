@@ -145,17 +145,13 @@ def _materialised(value):
 
 
 def _one_call_at_a_time(method):
-    """Serialise a Trainer's calls: fit, evaluate and predict share its step runners'
-    workspaces, so two threads using one Trainer at once would overwrite each other's
-    batches. The Trainer's own lock follows the model's rule: another thread's call waits
-    for an evaluate or predict and is refused during a fit (blocking there would deadlock
-    two threads fitting with callbacks that each call the other's Trainer). Two Trainers
-    of one model share its arena instead: another thread's call on the model waits for an
-    evaluate or predict (they run no user code, so wait for nothing themselves) and is
-    refused during a fit, whose callbacks could be waiting for that thread (see
-    cnet.model._InUse). The calling thread itself may nest calls (a callback
-    evaluating with another Trainer of the model). Different models train in parallel: the
-    kernels release the GIL."""
+    """Serialise a Trainer's calls (fit, evaluate and predict share its step runners'
+    workspaces) and give the model's arena to one call at a time, whichever of its Trainers
+    makes it. Both locks follow one rule (cnet.model._InUse): another thread's call waits
+    for an evaluate or predict, which run no user code, and is refused during a fit, whose
+    callbacks could be waiting for that thread. The calling thread itself may nest calls (a
+    callback evaluating with another Trainer of the model). Different models train in
+    parallel: the kernels release the GIL."""
     fitting = method.__name__ == "fit"
 
     @functools.wraps(method)
@@ -167,11 +163,7 @@ def _one_call_at_a_time(method):
         with self._lock.fitting if fitting else self._lock.plain:
             calls = self.model._calls
             with calls.fitting if fitting else calls.plain:
-                self._calls_open += 1
-                try:
-                    return method(self, *args, **kwargs)
-                finally:
-                    self._calls_open -= 1
+                return method(self, *args, **kwargs)
     return serialised
 
 
@@ -202,21 +194,19 @@ class Trainer:
         self.max_grad_norm = max_grad_norm
         self._runners = collections.OrderedDict()
         self._lock = _InUse(_TRAINER_BUSY)
-        self._calls_open = 0    # fit, evaluate and predict calls under way (nested ones too)
 
     # copy.deepcopy and pickle: the step runners (compiled, holding pointers into this
     # trainer's arrays) and the lock are not copied; the copy builds its own when it runs.
     # Deep-copied together, the model and optimizer of the copy share the copied arena.
     def __getstate__(self):
         state = dict(self.__dict__)
-        del state["_runners"], state["_lock"], state["_calls_open"]
+        del state["_runners"], state["_lock"]
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._runners = collections.OrderedDict()
         self._lock = _InUse(_TRAINER_BUSY)
-        self._calls_open = 0
 
     @property
     def model(self):
@@ -233,11 +223,12 @@ class Trainer:
         if lock is None:
             self._model = model
             return
-        # Under the calls' lock, which a call holds from before it reads self.model.
+        # Under the calls' lock, which a call holds from before it reads self.model; held
+        # already by this thread's call (e.g. from a callback) when its depth is not 0.
         if not lock._lock.acquire(blocking=False):
             raise self._busy()
         try:
-            if self._calls_open:        # this thread's call, e.g. from a callback
+            if lock._depth:
                 raise self._busy()
             self._model = model
         finally:

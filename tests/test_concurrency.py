@@ -229,6 +229,18 @@ def attempt_during_fit(trainer, X, y, attempt, in_callback):
     return errors
 
 
+def pausing_lock(inside, go):
+    """A model lock whose first call, once it holds the lock, sets `inside` and waits for
+    `go`: another thread's call then overlaps it."""
+    class Paused(_InUse):
+        def _acquire(self, fitting):
+            super()._acquire(fitting)
+            if not inside.is_set():
+                inside.set()
+                assert go.wait(30)
+    return Paused()
+
+
 def small_problem():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 8)).astype(np.float32)
@@ -292,14 +304,7 @@ def test_a_call_waits_for_another_threads_call_that_runs_no_user_code(holding, w
                      for _ in range(2))
     inside, go = threading.Event(), threading.Event()
 
-    class Paused(_InUse):       # the holding call, paused with the model's lock held
-        def _acquire(self, fitting):
-            super()._acquire(fitting)
-            if not inside.is_set():
-                inside.set()
-                assert go.wait(10)
-
-    model._calls = Paused()
+    model._calls = pausing_lock(inside, go)     # the holding call, paused holding it
     hold = {"save": lambda: cnet.save(model, tmp_path / "m.safetensors"),
             "predict": lambda: first.predict(X)}[holding]
     thread = threading.Thread(target=hold)
@@ -456,14 +461,7 @@ def test_a_child_forked_during_another_threads_call_can_use_the_model():
     trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
     inside, go = threading.Event(), threading.Event()
 
-    class Paused(_InUse):
-        def _acquire(self, fitting):
-            super()._acquire(fitting)
-            if not inside.is_set():
-                inside.set()
-                assert go.wait(30)
-
-    model._calls = Paused()
+    model._calls = pausing_lock(inside, go)
     thread = threading.Thread(target=trainer.predict, args=(X,))
     thread.start()
     assert inside.wait(10)
