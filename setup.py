@@ -4,6 +4,9 @@ CNET_DEBUG=1 turns bounds checks on (for chasing a kernel bug); the default buil
 its arguments, because the Python layer in cnet/ has validated them.
 CNET_BUILD_ONLY=_dense,_losses rebuilds just those modules (quicker while editing one kernel):
     CNET_BUILD_ONLY=_dense python setup.py build_ext --inplace
+The modules compile in parallel, one compiler per core, so `pip install` does too
+(`build_ext -j N` chooses otherwise); serially on Windows, where setuptools' parallel
+MSVC builds are known to race.
 """
 import os
 from pathlib import Path
@@ -49,6 +52,7 @@ extensions = [
 ]
 
 setup(
+    options={"build_ext": {"parallel": os.name != "nt" and (os.cpu_count() or 1)}},
     ext_modules=cythonize(
         extensions,
         include_path=["src"],
