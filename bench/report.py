@@ -171,7 +171,14 @@ def gap(measured, target, at_least):
         return ""
     if measured == 0:
         return "∞× short"
-    return f"{target / measured:.2f}× short" if at_least else f"{measured / target:.2f}× over"
+    factor = target / measured if at_least else measured / target
+    return f"{fmt_ratio(factor, near_digits(factor, 1))} {'short' if at_least else 'over'}"
+
+
+def near_digits(x, target):
+    """Decimals to print x with beside target: three where two would show them equal (a
+    1.084 judged against ≤ 1.08 must not read 1.08)."""
+    return 3 if x is not None and round(x, 2) == round(target, 2) else 2
 
 
 def target_rows(results):
@@ -189,7 +196,8 @@ def target_rows(results):
             return div(results.rate("train", config, "cnet", source),
                        results.rate("train", config, "reference", source))
         r = ratio("own")
-        rows.append((f"{config}: cnet / NumPy reference training throughput", fmt_ratio(r),
+        rows.append((f"{config}: cnet / NumPy reference training throughput",
+                     fmt_ratio(r, near_digits(r, target)),
                      robin(ratio), f"≥ {target}×", None if r is None else r >= target,
                      gap(r, target, True)))
 
@@ -201,7 +209,8 @@ def target_rows(results):
             return div(results.median("train", config, "cnet", source),
                        results.median("train", config, "gemm_floor", source))
         r = ratio("own")
-        rows.append((f"{config}: cnet step time / GEMM floor (same BLAS)", fmt_ratio(r),
+        rows.append((f"{config}: cnet step time / GEMM floor (same BLAS)",
+                     fmt_ratio(r, near_digits(r, target)),
                      robin(ratio), f"≤ {target}", None if r is None else r <= target,
                      gap(r, target, False)))
 
@@ -366,15 +375,25 @@ def inference(results):
              "GEMM floor: only the matrix products, one per layer over all the rows as the "
              "reference computes them, through cnet's BLAS wrapper with the BLAS's threads (no "
              "bias, activation or argmax): about what a predict with this BLAS needs at least "
-             "(cnet splits the rows among its threads instead, which can be a little faster).",
+             "(cnet splits the rows among its threads instead, which can be a little faster). "
+             "GFLOP/s: the products' multiply-adds (two operations each) per second of the "
+             "whole call.",
              "",
-             f"| | rows/s | {results.stat} | cnet speed-up |", "|---|---:|---:|---:|"]
+             f"| | rows/s | {results.stat} | cnet speed-up | GFLOP/s |",
+             "|---|---:|---:|---:|---:|"]
     cnet = results.rate("predict", "mnist", "cnet")
+    flops = results.info("predict", "mnist", "cnet", "flops")
+    gflops = {impl: div(flops and flops / 1e9, results.median("predict", "mnist", impl))
+              for impl in impls}
     for impl in impls:
         rate = results.rate("predict", "mnist", impl)
         lines.append(f"| {IMPL_NAMES[impl]} | {fmt_rate(rate)} | "
                      f"{fmt_time(results.median('predict', 'mnist', impl))} | "
-                     f"{fmt_ratio(div(cnet, rate))} |")
+                     f"{fmt_ratio(div(cnet, rate))} | "
+                     f"{'–' if gflops[impl] is None else f'{gflops[impl]:.0f}'} |")
+    if gflops.get("reference"):
+        lines += ["", f"Three times the reference's speed (the target) means computing the "
+                      f"products at {3 * gflops['reference']:.0f} GFLOP/s or more."]
     lines.append("")
     return lines
 

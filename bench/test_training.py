@@ -278,7 +278,8 @@ def test_predict(benchmark, inference_data, impl):
         pytest.importorskip("torch")
     fn = predict_floor(model, X) if impl == "gemm_floor" else _predictor(impl, model, X)
     benchmark.extra_info.update({"kind": "predict", "config": "mnist", "impl": impl,
-                                 "samples": len(X), "loadavg_after": os.getloadavg()[0]})
+                                 "samples": len(X), "flops": predict_flops(model, len(X)),
+                                 "loadavg_after": os.getloadavg()[0]})
     fn()
     settle(benchmark)
     got = benchmark(fn)
@@ -289,6 +290,13 @@ def test_predict(benchmark, inference_data, impl):
     expected = ReferenceMLP(model).predict(X)
     assert got.shape == (len(X),)
     assert np.mean(got == expected) > 0.999   # the same model (float32 ties aside)
+
+
+def predict_flops(model, rows):
+    """Floating-point operations in predicting `rows` rows: a multiply and an add for each
+    weight of each Dense layer, per row (bias, activations and argmax aside)."""
+    return 2 * rows * sum(layer.weight.data.size for layer in model.layers
+                          if hasattr(layer, "weight"))
 
 
 def predict_floor(model, X):
