@@ -199,6 +199,7 @@ def _preprocess(X, preprocessing):
 
 def train(args):
     import cnet
+    from cnet.progress import format_duration
 
     X, y, preprocessing = _load(args.data, args.label_column)
     if y is None:
@@ -229,7 +230,8 @@ def train(args):
     result = trainer.evaluate(X_test, y_test)
     print("  ".join(f"test {k}: {v:.4f}" for k, v in result.items()))
     samples = len(history.epoch) * len(X_train)
-    print(f"trained {samples:,} samples in {seconds:.2f}s: {samples / seconds:,.0f} samples/s "
+    print(f"trained {samples:,} samples in {format_duration(seconds)}: "
+          f"{samples / seconds:,.0f} samples/s "
           f"(validation included)")
     if args.save:
         cnet.save(model, args.save, optimizer,

@@ -13,8 +13,17 @@ BAR_UPDATES = 50   # the step runner runs this many chunks of batches per epoch 
 
 
 def _shown(value):
-    """A logged number to 4 significant digits; anything a callback logged, as str()."""
-    return f"{value:.4g}" if isinstance(value, numbers.Real) else str(value)
+    """A logged number as Keras shows it: 4 decimals, or 4 significant digits in exponent
+    form below 0.001 in magnitude (a loss of 2e-05 does not read 0.0000); anything else a
+    callback logged, as str()."""
+    if not isinstance(value, numbers.Real):
+        return str(value)
+    return f"{value:.4f}" if value == 0 or not abs(value) < 1e-3 else f"{value:.4e}"
+
+
+def format_duration(seconds):
+    """An epoch's time: 1.23s, or 45.6ms below a second (a tiny epoch does not read 0.00s)."""
+    return f"{seconds:.2f}s" if seconds >= 1 else f"{seconds * 1e3:.3g}ms"
 
 
 class EpochProgress:
@@ -47,4 +56,4 @@ class EpochProgress:
             self.bar.close()
             self.bar = None
         elif self.verbose:
-            print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.2f}s - {rate} - {metrics}")
+            print(f"Epoch {epoch + 1}/{self.epochs} - {format_duration(seconds)} - {rate} - {metrics}")

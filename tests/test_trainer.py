@@ -10,6 +10,7 @@ from cnet import (BatchNorm1d, BCELoss, CrossEntropyLoss, Dense, Dropout, LeakyR
                   ReLU, Sequential, Sigmoid, Tanh, Trainer, cli, optim)
 from cnet.callbacks import Callback
 from cnet.data import load_digits
+from cnet.progress import EpochProgress
 from helpers import train_manually
 
 
@@ -405,6 +406,18 @@ def test_fit_verbose_auto_is_verbose_1_as_in_keras(capsys, monkeypatch):
         shown[verbose] = [line.split(" - ")[-2:] for line in capsys.readouterr().out.splitlines()]
     assert len(shown[1]) == 2 and shown["auto"] == shown[1]
     assert levels == [1, 1]
+
+
+def test_epoch_line_shows_numbers_as_keras_does(capsys):
+    """4 decimals; exponent form below 0.001 (not 0.0000); milliseconds below a second."""
+    progress = EpochProgress(2, 3, 10, 100)
+    progress.end(0, {"loss": 2e-5, "accuracy": 0.98, "val_loss": 0.0, "lr": float("nan"),
+                     "note": "x"}, 0.0456)
+    progress.end(2, {"loss": -1234.5}, 1.5)
+    assert capsys.readouterr().out.splitlines() == [
+        "Epoch 1/3 - 45.6ms - 2,193 samples/s - loss: 2.0000e-05 - accuracy: 0.9800 - "
+        "val_loss: 0.0000 - lr: nan - note: x",
+        "Epoch 3/3 - 1.50s - 67 samples/s - loss: -1234.5000"]
 
 
 @pytest.mark.parametrize("training", [True, False])
