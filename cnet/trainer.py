@@ -195,6 +195,13 @@ class Trainer:
         self._runners = collections.OrderedDict()
         self._lock = _InUse(_TRAINER_BUSY)
 
+    def __repr__(self):
+        # the model last: its repr spans lines and ends with a comment (its dtype)
+        clip = "" if self.max_grad_norm is None else f"  max_grad_norm={self.max_grad_norm},\n"
+        model = repr(self.model).replace("\n", "\n  ")
+        return (f"Trainer(\n  loss={self.loss!r},\n  optimizer={self.optimizer!r},\n{clip}"
+                f"  model={model}\n)")
+
     # copy.deepcopy and pickle: the step runners (compiled, holding pointers into this
     # trainer's arrays) and the lock are not copied; the copy builds its own when it runs.
     # Deep-copied together, the model and optimizer of the copy share the copied arena.

@@ -408,6 +408,19 @@ def test_fit_verbose_auto_is_verbose_1_as_in_keras(capsys, monkeypatch):
     assert levels == [1, 1]
 
 
+def test_repr_names_loss_optimizer_clipping_and_model():
+    model = Sequential(Dense(4, 2), seed=0)
+    trainer = Trainer(model, MSELoss(), optim.SGD(model.parameters(), lr=0.1), max_grad_norm=1)
+    assert repr(trainer) == (
+        "Trainer(\n  loss=MSELoss(reduction='mean'),\n"
+        "  optimizer=SGD(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),\n"
+        "  max_grad_norm=1.0,\n"
+        "  model=Sequential(\n"
+        "    (0): Dense(in_features=4, out_features=2, bias=True, init='torch')\n"
+        "  )  # dtype=float32\n)")
+    assert "max_grad_norm" not in repr(Trainer(model, MSELoss(), optim.SGD(model.parameters())))
+
+
 def test_epoch_line_shows_numbers_as_keras_does(capsys):
     """4 decimals; exponent form below 0.001 (not 0.0000); milliseconds below a second."""
     progress = EpochProgress(2, 3, 10, 100)
