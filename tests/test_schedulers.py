@@ -50,6 +50,10 @@ def test_lr_sequence_matches_torch(name, kwargs, _):
         t_sched.step()
         assert sched.get_last_lr() == t_sched.get_last_lr(), f"epoch {epoch + 1}"
         assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in t_opt.param_groups]
+    # the state_dict is torch's (its step count included), less torch's own bookkeeping flags
+    t_state = {key: value for key, value in t_sched.state_dict().items()
+               if key not in ("verbose", "_is_initial", "_get_lr_called_within_step")}
+    assert sched.state_dict() == t_state
 
 
 @pytest.mark.parametrize("kwargs", PLATEAUS)
