@@ -5,6 +5,7 @@ their gradients in a second one of the same size (`model.flat_grad`). Each layer
 `weight` / `bias` is a Parameter whose `.data` and `.grad` are views into them, so an
 optimizer step is one loop over two flat arrays and a checkpoint is one vector.
 """
+import copy
 import math
 import os
 import threading
@@ -49,13 +50,14 @@ class _InUse:
     thread may nest calls (a callback that evaluates, or saves a checkpoint). Another
     thread's call waits while the holder's outermost call is a plain one, which runs no
     user code and so waits for nothing itself (`with model._calls.plain`: Trainer's evaluate
-    and predict, state_dict, load_state_dict, cnet.save), and is refused while it is a fit
-    (`with model._calls.fitting`), whose callbacks may wait for anything, the waiting thread
-    included (two threads whose callbacks each call the other's model would deadlock)."""
+    and predict, state_dict, load_state_dict, cnet.save, copy.deepcopy), and is refused
+    while it is a fit (`with model._calls.fitting`), whose callbacks may wait for anything,
+    the waiting thread included (two threads whose callbacks each call the other's model
+    would deadlock)."""
 
     MODEL_BUSY = ("model: another thread is training this model (e.g. through another "
-                  "Trainer); use one Trainer per model from several threads, or "
-                  "copy.deepcopy the model")
+                  "Trainer); use one Trainer per model from several threads, or give each "
+                  "thread its own copy (copy.deepcopy) before it trains")
 
     def __init__(self, busy=MODEL_BUSY):
         self._busy = busy           # the RuntimeError's message while another thread fits
@@ -224,6 +226,16 @@ class Sequential:
         same = object.__new__(type(self))
         same.__dict__.update(self.__dict__)
         return same
+
+    def __deepcopy__(self, memo):
+        """copy.deepcopy, under the model's lock as state_dict: refused during another
+        thread's fit (the copy would mix the weights of different steps), waiting for its
+        evaluate or predict. (pickle takes no lock.)"""
+        with self._calls.plain:
+            clone = object.__new__(type(self))
+            memo[id(self)] = clone
+            clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return clone
 
     def __getstate__(self):
         state = dict(self.__dict__)

@@ -264,18 +264,20 @@ def test_a_second_trainer_of_a_model_in_use_in_another_thread_is_refused():
     second.fit(X, y, epochs=1, verbose=0)     # free again once the first call returned
 
 
-@pytest.mark.parametrize("call", ["save", "state_dict", "load_state_dict"])
+@pytest.mark.parametrize("call", ["save", "state_dict", "load_state_dict", "deepcopy"])
 def test_the_state_of_a_model_training_in_another_thread_is_neither_saved_nor_loaded(
         call, tmp_path):
-    """cnet.save, state_dict and load_state_dict read or write every parameter: during
-    another thread's fit they would mix the weights of different steps, so they raise and
-    change nothing; in the training thread itself (a callback saving a checkpoint) they run."""
+    """cnet.save, state_dict, load_state_dict and copy.deepcopy read or write every
+    parameter: during another thread's fit they would mix the weights of different steps, so
+    they raise and change nothing; in the training thread itself (a callback saving a
+    checkpoint) they run."""
     model, X, y = small_problem()
     trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
     path, weights, held = tmp_path / "m.safetensors", model.state_dict(), []
     calls = {"save": lambda: cnet.save(model, path),
              "state_dict": model.state_dict,
-             "load_state_dict": lambda: model.load_state_dict(weights)}
+             "load_state_dict": lambda: model.load_state_dict(weights),
+             "deepcopy": lambda: held.append(copy.deepcopy(model).flat_data)}
 
     def in_callback():          # the training thread itself may
         held.append(model.flat_data.copy())
@@ -289,10 +291,12 @@ def test_the_state_of_a_model_training_in_another_thread_is_neither_saved_nor_lo
         assert np.array_equal(model.flat_data, held[0])
     if call == "save":      # written by the callback, with the weights it saw
         assert np.array_equal(cnet.load(path).flat_data, held[0])
+    if call == "deepcopy":  # the callback's copy, the only one made
+        assert len(held) == 2 and np.array_equal(held[1], held[0])
 
 
 @pytest.mark.parametrize("holding", ["save", "predict"])
-@pytest.mark.parametrize("waiting", ["predict", "state_dict", "fit"])
+@pytest.mark.parametrize("waiting", ["predict", "state_dict", "deepcopy", "fit"])
 def test_a_call_waits_for_another_threads_call_that_runs_no_user_code(holding, waiting,
                                                                       tmp_path):
     """cnet.save, state_dict, load_state_dict, evaluate and predict run no user code, so
@@ -315,6 +319,8 @@ def test_a_call_waits_for_another_threads_call_that_runs_no_user_code(holding, w
         assert second.predict(X).shape == (64,)
     elif waiting == "state_dict":
         assert np.array_equal(model.state_dict()["0.weight"], model[0].weight.data)
+    elif waiting == "deepcopy":
+        assert np.array_equal(copy.deepcopy(model).flat_data, model.flat_data)
     else:
         assert second.fit(X, y, epochs=1, verbose=0).history["loss"][0] > 0
     assert go.is_set()      # it returned only after the holding call was let go on
