@@ -13,23 +13,73 @@ import weakref
 
 import numpy as np
 
-from cnet._validation import as_generator, as_matrix, resolve_dtype
+from cnet._validation import as_generator, as_matrix, as_numeric_array, resolve_dtype
 from cnet.layers import Dense, Dropout, Layer, ReLU
 
 __all__ = ["Parameter", "Sequential"]
 
 
 class Parameter:
-    """A named slice of a model's arena; `.data` and `.grad` are views shaped like the tensor."""
+    """A named slice of a model's arena; `.data` and `.grad` are views shaped like the tensor.
+
+    The optimizers and the step runner work on the arena, so assigning to `.data` or `.grad`
+    copies the values into these views (the shape must match) rather than rebinding them,
+    and `p.grad = None` (torch's set_to_none) zeroes the gradient: the next backward starts
+    from zero, as torch's does."""
+
+    __slots__ = ("name", "offset", "flat_data", "flat_grad", "_data", "_grad")
 
     def __init__(self, name, flat_data, flat_grad, offset, shape):
         size = math.prod(shape)
         self.name = name
         self.offset = offset
-        self.data = flat_data[offset:offset + size].reshape(shape)
-        self.grad = flat_grad[offset:offset + size].reshape(shape)
+        self._data = flat_data[offset:offset + size].reshape(shape)
+        self._grad = flat_grad[offset:offset + size].reshape(shape)
         self.flat_data = flat_data
         self.flat_grad = flat_grad
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, values):
+        self._data[...] = self._values("data", values)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, values):
+        if values is None:
+            self._grad.fill(0)
+        else:
+            self._grad[...] = self._values("grad", values)
+
+    def _values(self, attribute, values):
+        values = as_numeric_array(f"{self.name}.{attribute}", values)
+        if values.shape != self._data.shape:
+            raise ValueError(f"{self.name}.{attribute}: expected an array of shape "
+                             f"{self._data.shape} (the values are copied into the model's "
+                             f"arena), got shape {values.shape}")
+        return values
+
+    @property
+    def requires_grad(self):
+        return True
+
+    @requires_grad.setter
+    def requires_grad(self, requires_grad):
+        if not requires_grad:
+            raise ValueError(f"{self.name}.requires_grad: cnet trains every parameter it is "
+                             f"given; to freeze this one, put it in a parameter group with "
+                             f"lr=0 (e.g. SGD([{{'params': frozen, 'lr': 0}}, "
+                             f"{{'params': rest}}], lr=0.1)), which leaves it unchanged")
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
 
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)

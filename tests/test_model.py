@@ -60,6 +60,58 @@ def test_backward_matches_finite_differences_for_every_layer():
     check_model_gradients(model, objective, x)
 
 
+def test_assigning_data_or_grad_copies_into_the_arena():
+    """torch habits (p.data = w, p.grad = g, p.grad = None) keep .data and .grad views of
+    the arena the optimizers and the step runner use: the values are copied in."""
+    model = Sequential(Dense(2, 1), dtype="float64", seed=0)
+    trainer = Trainer(model, MSELoss(), optim.SGD(model.parameters(), lr=1.0))
+    weight, x = model[0].weight, np.ones((1, 2))
+    weight.data = [[5.0, 5.0]]
+    assert np.shares_memory(weight.data, model.flat_data)
+    assert model(x)[0, 0] == trainer.predict(x)[0, 0] == 10.0 + model[0].bias.data[0]
+    weight.grad = np.array([[1.0, -1.0]])
+    trainer.optimizer.step()
+    assert weight.data.tolist() == [[4.0, 6.0]]
+    model.backward(np.ones((1, 1)))           # accumulates on the copied gradient
+    assert weight.grad.tolist() == [[1.0 + 1.0, -1.0 + 1.0]]
+    weight.grad = None                        # torch's set_to_none: backward starts from zero
+    assert np.shares_memory(weight.grad, model.flat_grad) and not weight.grad.any()
+    model(x)
+    model.backward(np.ones((1, 1)))
+    assert weight.grad.tolist() == [[1.0, 1.0]]
+
+
+@pytest.mark.parametrize("attribute, value, error, match", [
+    ("data", np.zeros((1, 3)), ValueError, r"0\.weight\.data: expected an array of shape \(1, 2\)"),
+    ("grad", np.zeros((200, 100)), ValueError, r"0\.weight\.grad: expected .* shape \(1, 2\)"),
+    ("data", [["a", "b"]], TypeError, r"0\.weight\.data: expected float32, float64 or integer"),
+    ("requires_grad", False, ValueError, r"0\.weight\.requires_grad: .* lr=0"),
+    ("frozen", True, AttributeError, "frozen"),
+])
+def test_bad_assignments_to_a_parameter_are_refused_and_change_nothing(attribute, value, error,
+                                                                      match):
+    model = Sequential(Dense(2, 1), seed=0)
+    before = model.flat_data.copy(), model.flat_grad.copy()
+    with pytest.raises(error, match=match):
+        setattr(model[0].weight, attribute, value)
+    assert np.array_equal(model.flat_data, before[0]) and np.array_equal(model.flat_grad, before[1])
+    assert model[0].weight.requires_grad_(True).requires_grad
+
+
+def test_a_parameter_group_with_lr_0_freezes_its_parameters_in_fit():
+    """What the requires_grad error suggests: Adam (with weight decay) leaves lr=0 unchanged."""
+    model = Sequential(Dense(4, 8), ReLU(), Dense(8, 3), seed=0)
+    first, rest = list(model.parameters())[:2], list(model.parameters())[2:]
+    opt = optim.Adam([{"params": first, "lr": 0.0}, {"params": rest}], lr=0.01,
+                     weight_decay=0.1)
+    frozen, trained = model[0].weight.data.copy(), model[2].weight.data.copy()
+    rng = np.random.default_rng(0)
+    Trainer(model, CrossEntropyLoss(), opt).fit(rng.standard_normal((32, 4)),
+                                                rng.integers(0, 3, 32), epochs=2, verbose=0)
+    assert np.array_equal(model[0].weight.data, frozen)
+    assert not np.array_equal(model[2].weight.data, trained)
+
+
 def test_backward_accumulates_until_zero_grad():
     model = mlp()
     x = np.random.default_rng(2).standard_normal((3, 5))
