@@ -43,6 +43,25 @@ class Layer:
         """Constructor arguments, enough to rebuild the layer (used by save/load)."""
         return {}
 
+    def __setattr__(self, name, value):
+        # A layer in a model holds views of the model's arenas, which compiled code reads
+        # without bounds checks: its parameters are not rebound, and a buffer's values are
+        # copied into the view (a plain attribute would leave the step runner's copy behind).
+        if not name.startswith("_") and self.__dict__.get("_in_model"):
+            if name in self.param_shapes() and value is not getattr(self, name):
+                raise AttributeError(f"{type(self).__name__}.{name}: the parameter of a layer "
+                                     f"in a model cannot be replaced; assign to "
+                                     f".{name}.data to copy values into it")
+            if name in self.buffer_shapes():
+                view = getattr(self, name)
+                values = as_numeric_array(f"{type(self).__name__}.{name}", value)
+                if values.shape != view.shape:
+                    raise ValueError(f"{type(self).__name__}.{name}: expected an array of "
+                                     f"shape {view.shape}, got shape {values.shape}")
+                view[...] = values
+                return
+        object.__setattr__(self, name, value)
+
     def __call__(self, x):
         return self.forward(x)
 

@@ -302,7 +302,7 @@ class Sequential:
         self._buffers = self._buffer_views([(name, a.shape) for name, a in self._buffers.items()])
         for name, view in self._buffers.items():
             index, attribute = name.split(".", 1)
-            setattr(self.layers[int(index)], attribute, view)
+            object.__setattr__(self.layers[int(index)], attribute, view)   # rebind, not copy in
 
     def _check_layers(self):
         """That model.layers is still the stack this model's arena was laid out for, and the

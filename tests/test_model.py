@@ -98,6 +98,25 @@ def test_bad_assignments_to_a_parameter_are_refused_and_change_nothing(attribute
     assert model[0].weight.requires_grad_(True).requires_grad
 
 
+def test_a_layer_in_a_model_keeps_its_views_of_the_arenas():
+    """Its parameters cannot be rebound (to another model's, say) and a buffer assigned is
+    copied into its view: a running mean of the wrong shape was read out of bounds by
+    the manual path's kernel."""
+    model = Sequential(Dense(3, 8), BatchNorm1d(8), seed=0)
+    other = Sequential(Dense(3, 8), seed=1)
+    with pytest.raises(AttributeError, match=r"Dense\.weight: .* assign to \.weight\.data"):
+        model[0].weight = other[0].weight
+    with pytest.raises(ValueError, match=r"BatchNorm1d\.running_mean: expected .* shape \(8,\)"):
+        model[1].running_mean = np.zeros(2)
+    model[1].running_mean = np.full(8, 3.0)
+    assert np.shares_memory(model[1].running_mean, model.flat_buffers)
+    assert (model.state_dict()["1.running_mean"] == 3).all()
+    model[0].weight = model[0].weight               # the same object: allowed, no change
+    layer = Dense(2, 2)
+    layer.weight = "anything before it joins a model"
+    assert layer.weight == "anything before it joins a model"
+
+
 def test_a_parameter_group_with_lr_0_freezes_its_parameters_in_fit():
     """What the requires_grad error suggests: Adam (with weight decay) leaves lr=0 unchanged."""
     model = Sequential(Dense(4, 8), ReLU(), Dense(8, 3), seed=0)
