@@ -8,12 +8,16 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def resolve_dtype(dtype):
-    """'float32' / 'float64' (or the numpy types) as a numpy dtype; anything else is a TypeError."""
+    """'float32' / 'float64', the numpy types or torch.float32 / torch.float64 as a numpy
+    dtype; anything else (None included: numpy would read it as float64) is a TypeError."""
+    name = dtype
+    if type(dtype).__module__ == "torch":       # torch.float32 -> "float32", torch not imported
+        name = str(dtype).removeprefix("torch.")
     try:
-        resolved = np.dtype(dtype)
+        resolved = None if name is None else np.dtype(name)
     except TypeError:
         resolved = None
-    if resolved not in FLOAT_DTYPES:
+    if resolved is None or resolved not in FLOAT_DTYPES:
         raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
     return resolved
 

@@ -191,7 +191,7 @@ class Sequential:
         if not layers:
             raise ValueError("layers: expected at least one layer")
         self.layers = list(layers)
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = resolve_dtype("float32" if dtype is None else dtype)   # None: as torch
         self.training = True
         # The input width is fixed by the first layer that has one (Dense, BatchNorm1d).
         self.in_features = next((w for w in (getattr(l, "in_features", None) or

@@ -174,12 +174,23 @@ def test_forward_rejects_bad_input(x, error, match):
     (lambda: Dense(2.5, 3), TypeError, "in_features"),
     (lambda: Sequential(Dense(3, 4), Dense(5, 2)), ValueError, "5 input features"),
     (lambda: Sequential(Dense(3, 4), dtype="float16"), TypeError, "dtype"),
+    (lambda: Sequential(Dense(3, 4), dtype="fp32"), TypeError, "dtype: expected 'float32'"),
+    (lambda: Sequential(Dense(3, 4), dtype=np.int32), TypeError, "dtype: expected 'float32'"),
     (lambda: Sequential(), ValueError, "at least one layer"),
     (lambda: Sequential(Dense(3, 4), "relu"), TypeError, r"layers\[1\]"),
 ])
 def test_bad_construction_is_rejected(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_dtype_none_is_the_default_and_torch_dtypes_are_understood():
+    assert Sequential(Dense(2, 2), dtype=None).dtype == np.float32      # as torch's dtype=None
+    torch = pytest.importorskip("torch")
+    assert Sequential(Dense(2, 2), dtype=torch.float64).dtype == np.float64
+    assert Sequential(Dense(2, 2), dtype=torch.float32).dtype == np.float32
+    with pytest.raises(TypeError, match=r"dtype: expected 'float32' or 'float64', got torch\.int32"):
+        Sequential(Dense(2, 2), dtype=torch.int32)
 
 
 def test_shared_layer_object_is_rejected():
