@@ -342,6 +342,23 @@ def test_lbfgs_matches_torch(line_search_fn, extra, y_scale):
     assert opt._lbfgs["n_iter"] == t_state["n_iter"]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_lbfgs_with_lr_0_changes_nothing(line_search_fn, dtype):
+    """The line search's first two points coincide at t = 0: its cubic through them divided
+    by zero (found by the fuzz tests); torch's NaN there leads to the bounds' midpoint."""
+    model = Sequential(Dense(3, 2), dtype=dtype, seed=0)
+    before = model.flat_data.copy()
+    opt = optim.LBFGS(model.parameters(), lr=0, line_search_fn=line_search_fn)
+
+    def closure():      # |w|², whose gradient 2w the line search follows
+        model.flat_grad[:] = 2 * model.flat_data
+        return float(np.dot(model.flat_data, model.flat_data))
+    for _ in range(2):      # the second step starts its line search at t = lr
+        assert opt.step(closure) == closure()
+    assert np.array_equal(model.flat_data, before)
+
+
 def test_lbfgs_reaches_the_least_squares_solution_through_fit():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 5))
