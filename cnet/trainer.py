@@ -19,6 +19,7 @@ from cnet import _activations, _blas
 from cnet._engine import StepRunner
 from cnet._validation import (as_generator, as_matrix, check_positive_int,
                               first_non_finite)
+from cnet.callbacks import _check_callbacks
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 from cnet.layers import Dense
 from cnet.model import Sequential, _InUse
@@ -57,7 +58,7 @@ class History:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
     def plot(self, path=None):
-        """Loss (and accuracy, where logged) per epoch, training and validation, drawn with
+        """Loss and accuracy per epoch, training and validation (those logged), drawn with
         matplotlib (an optional extra: pip install cnet[plot]). Saves to `path` when given;
         returns the figure."""
         try:
@@ -67,13 +68,16 @@ class History:
             import matplotlib.pyplot as plt
         except ImportError:
             raise ImportError("History.plot needs matplotlib: pip install matplotlib") from None
-        metrics = [m for m in ("loss", "accuracy") if m in self.history]
+        # Either curve alone is drawn: a multi-label or soft-label fit logs val_accuracy
+        # but no training accuracy.
+        metrics = [m for m in ("loss", "accuracy")
+                   if m in self.history or "val_" + m in self.history]
         fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
         epochs = [e + 1 for e in self.epoch]
         for ax, metric in zip(axes[0], metrics):
-            ax.plot(epochs, self.history[metric], marker=".", label="training")
-            if "val_" + metric in self.history:
-                ax.plot(epochs, self.history["val_" + metric], marker=".", label="validation")
+            for key, label in ((metric, "training"), ("val_" + metric, "validation")):
+                if key in self.history:
+                    ax.plot(epochs, self.history[key], marker=".", label=label)
             ax.set(xlabel="epoch", ylabel=metric)
             ax.grid(alpha=0.3)
             ax.legend()
@@ -304,7 +308,8 @@ class Trainer:
             initial_epoch=0):
         """Train for `epochs` passes over (X, y). batch_size=None is full-batch gradient
         descent, batch_size=1 stochastic gradient descent. callbacks (cnet.callbacks) run
-        after every epoch and may stop training. With LBFGS (full-batch only: batch_size=None)
+        before and after every epoch and may stop training; their hooks' signatures are
+        checked before training starts. With LBFGS (full-batch only: batch_size=None)
         each epoch is one optimizer.step(closure). Returns a History.
 
         When a batch's loss is NaN or infinite, training stops before that batch's update
@@ -335,7 +340,7 @@ class Trainer:
                              f"(one line per epoch), got {verbose!r}")
         if not isinstance(on_nan, str) or on_nan not in ("raise", "stop", "continue"):
             raise ValueError(f"on_nan: expected 'raise', 'stop' or 'continue', got {on_nan!r}")
-        callbacks = self._check_callbacks(callbacks)
+        callbacks = _check_callbacks(callbacks)
         rng = as_generator("seed", seed)
         self._check_trainable()
         X = self._check_X(X, check_finite=False)   # finiteness: checked batch by batch
@@ -374,8 +379,12 @@ class Trainer:
         with _mode(self.model, training=True):
             for callback in callbacks:
                 callback.on_train_begin(self)
+            epoch_begins = [callback.on_epoch_begin for callback in callbacks
+                            if hasattr(callback, "on_epoch_begin")]
             for epoch in range(initial_epoch, epochs):
                 start = time.perf_counter()
+                for on_epoch_begin in epoch_begins:
+                    on_epoch_begin(self, epoch)
                 order = rng.permutation(n) if shuffle else None
                 snapshot.save()
                 progress.start(epoch)
@@ -414,22 +423,6 @@ class Trainer:
             for callback in callbacks:
                 callback.on_train_end(self)
             return history
-
-    @staticmethod
-    def _check_callbacks(callbacks):
-        try:
-            callbacks = list(callbacks)
-        except TypeError:
-            raise TypeError(f"callbacks: expected a list of callbacks, got {callbacks!r}") from None
-        for i, callback in enumerate(callbacks):
-            if isinstance(callback, type):
-                raise TypeError(f"callbacks[{i}]: expected a callback object, got the class "
-                                f"{callback.__name__} (pass {callback.__name__}(...))")
-            if not all(callable(getattr(callback, hook, None))
-                       for hook in ("on_train_begin", "on_epoch_end", "on_train_end")):
-                raise TypeError(f"callbacks[{i}]: expected a cnet.callbacks.Callback, "
-                                f"got {type(callback).__name__}")
-        return callbacks
 
     def _lbfgs_step(self, runner, X, y, losses, correct):
         """One LBFGS step(closure) whose closure is the compiled full-batch forward/backward.

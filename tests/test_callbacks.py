@@ -1,13 +1,14 @@
 """Callbacks: early stopping (with best-weight restore), stopping on NaN, and what the
 checkpoint and learning-rate callbacks refuse."""
 import re
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from cnet import BatchNorm1d, CrossEntropyLoss, Dense, MSELoss, ReLU, Sequential, Trainer, optim
-from cnet.schedulers import StepLR
+from cnet.schedulers import ReduceLROnPlateau, StepLR
 from cnet.callbacks import (Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint,
                             TerminateOnNaN)
 
@@ -27,6 +28,9 @@ class Recorder(Callback):
     def on_train_begin(self, trainer):
         self.calls.append("begin")
 
+    def on_epoch_begin(self, trainer, epoch):
+        self.calls.append(epoch)
+
     def on_epoch_end(self, trainer, epoch, logs):
         self.calls.append((epoch, sorted(logs)))
 
@@ -37,10 +41,77 @@ class Recorder(Callback):
 def test_callback_hooks_run_in_order_with_the_epoch_logs():
     model, X, y = problem()
     recorder = Recorder()
-    Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters())).fit(
-        X, y, epochs=2, validation_split=0.25, verbose=0, callbacks=[recorder])
+
+    class WithoutEpochBegin:        # not a Callback: on_epoch_begin stays optional
+        def on_train_begin(self, trainer):
+            pass
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            pass
+
+        def on_train_end(self, trainer):
+            pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # nothing to warn about
+        Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters())).fit(
+            X, y, epochs=3, initial_epoch=1, validation_split=0.25, verbose=0,
+            callbacks=[recorder, WithoutEpochBegin()])
     keys = ["accuracy", "loss", "val_accuracy", "val_loss"]
-    assert recorder.calls == ["begin", (0, keys), (1, keys), "end"]
+    assert recorder.calls == ["begin", 1, (1, keys), 2, (2, keys), "end"]
+
+
+class KerasEpochEnd(Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+
+class KerasEpochBegin(Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+
+class KerasTrainBegin(Callback):
+    def on_train_begin(self, logs=None):
+        pass
+
+
+@pytest.mark.parametrize("callback, error", [
+    (KerasEpochEnd(), r"KerasEpochEnd\.on_epoch_end\(epoch, logs=None\) cannot be called as "
+                      r"on_epoch_end\(self, trainer, epoch, logs\): too many"),
+    # These two bind, but would take the trainer for their epoch or logs.
+    (KerasEpochBegin(), r"KerasEpochBegin\.on_epoch_begin\(epoch, logs=None\) cannot be "
+                        r"called as on_epoch_begin\(self, trainer, epoch\): it would take the "
+                        r"trainer as its 'epoch'"),
+    (KerasTrainBegin(), r"KerasTrainBegin\.on_train_begin\(logs=None\) cannot be called as "
+                        r"on_train_begin\(self, trainer\): it would take the trainer as its "
+                        r"'logs'")])
+def test_keras_style_hooks_are_refused_before_training(callback, error):
+    model, X, y = problem()
+    before = model.flat_data.copy()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    with pytest.raises(TypeError, match=r"callbacks\[1\]: " + error):
+        trainer.fit(X, y, epochs=2, verbose=0, callbacks=[Recorder(), callback])
+    assert np.array_equal(model.flat_data, before)
+
+
+def test_keras_hooks_cnet_never_calls_are_named_in_one_warning_per_fit():
+    class Batches(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise AssertionError("called")
+
+        def on_test_end(self, logs=None):
+            raise AssertionError("called")
+
+    model, X, y = problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    with pytest.warns(UserWarning) as caught:
+        trainer.fit(X, y, epochs=3, verbose=0, callbacks=[Recorder(), Batches()])
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert re.match(r"Batches\.on_train_batch_end \(callbacks\[1\]\), Batches\.on_test_end "
+                    r"\(callbacks\[1\]\): cnet never calls these hooks\. fit runs each "
+                    r"epoch's batches in compiled code, so there are no per-batch hooks",
+                    str(caught[0].message))
 
 
 def test_early_stopping_stops_and_restores_the_best_weights():
@@ -100,10 +171,85 @@ def test_checkpoint_path_naming_a_missing_log_is_a_clear_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("scheduler", [lambda epoch, lr: lr * 0.9, None, 0.1])
-def test_learning_rate_scheduler_needs_a_scheduler(scheduler):
-    with pytest.raises(TypeError, match="scheduler: expected a cnet.schedulers scheduler"):
+@pytest.mark.parametrize("scheduler", [None, 0.1, "step"])
+def test_learning_rate_scheduler_needs_a_scheduler_or_a_schedule(scheduler):
+    with pytest.raises(TypeError, match=r"scheduler: expected a cnet.schedulers scheduler "
+                                        r"\(with step\(\)\) or a function schedule\(epoch, lr\)"):
         LearningRateScheduler(scheduler)
+
+
+@pytest.mark.parametrize("schedule, error", [
+    (lambda epoch: 0.1, "too many positional arguments"),          # Keras 1's form
+    (lambda lr, epoch: lr, "it would take the epoch as its 'lr'")])
+def test_a_schedule_that_cannot_take_epoch_and_lr_is_refused(schedule, error):
+    with pytest.raises(TypeError, match=r"scheduler: <lambda>\(.*\) cannot be called as "
+                                        r"schedule\(epoch, lr\): " + error):
+        LearningRateScheduler(schedule)
+
+
+def test_a_schedule_function_sets_every_group_before_each_epoch_as_keras():
+    model, X, y = problem()
+    params = list(model.parameters())
+    opt = optim.SGD([{"params": params[:2]}, {"params": params[2:], "lr": 0.3}], lr=0.1)
+    calls, snapshots = [], []
+
+    def schedule(epoch, lr):
+        calls.append((epoch, lr))
+        return {1: 0.2, 2: 0.0, 3: np.float32(0.5)}[epoch]
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            snapshots.append(trainer.model.flat_data.copy())
+
+    history = Trainer(model, CrossEntropyLoss(), opt).fit(
+        X, y, epochs=4, initial_epoch=1, verbose=0,
+        callbacks=[Snapshot(), LearningRateScheduler(schedule)])
+    # The absolute epoch and the first group's lr at the time; the epoch trains with the
+    # rate returned (lr 0: epoch 2 leaves the weights as they were).
+    assert calls == [(1, 0.1), (2, 0.2), (3, 0.0)]
+    assert history.history["lr"] == [0.2, 0.0, 0.5]
+    assert np.array_equal(snapshots[0], snapshots[1])
+    assert not np.array_equal(snapshots[1], snapshots[2])
+    assert [group["lr"] for group in opt.param_groups] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("lr, error", [(float("nan"), ValueError), (-0.1, ValueError),
+                                       (float("inf"), ValueError), ("0.1", TypeError),
+                                       (None, TypeError)])
+def test_a_schedule_returning_no_learning_rate_is_named_before_the_epoch_trains(lr, error):
+    model, X, y = problem()
+    before = model.flat_data.copy()
+
+    def decay(epoch, current):
+        return lr
+
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(error, match=r"scheduler: decay\(epoch=0, lr=0\.1\) returned a bad "
+                                    r"learning rate: expected a finite number >= 0, got"):
+        trainer.fit(X, y, epochs=2, verbose=0, callbacks=[LearningRateScheduler(decay)])
+    assert np.array_equal(model.flat_data, before) and trainer.optimizer.lr == 0.1
+
+
+@pytest.mark.parametrize("monitor, mode, needed", [
+    ("val_accuracy", "min", "max"), ("accuracy", "min", "max"), ("val_loss", "max", "min"),
+    ("loss", "max", "min")])
+def test_a_plateau_scheduler_whose_mode_goes_against_its_monitor_is_refused(monitor, mode, needed):
+    """ReduceLROnPlateau's mode is "min" by default, as PyTorch's: on an accuracy it would
+    cut the rate while the model improves. The mode is not changed behind the user's back."""
+    model, _, _ = problem()
+    scheduler = ReduceLROnPlateau(optim.SGD(model.parameters()), mode=mode)
+    with pytest.raises(ValueError, match=rf"monitor: '{monitor}' .*mode='{mode}'.*build "
+                                         rf"ReduceLROnPlateau\(optimizer, mode='{needed}'\)"):
+        LearningRateScheduler(scheduler, monitor=monitor)
+    assert scheduler.mode == mode
+
+
+@pytest.mark.parametrize("monitor, mode", [("val_accuracy", "max"), ("val_loss", "min"),
+                                           ("val_f1", "max"), ("val_f1", "min")])
+def test_a_plateau_scheduler_whose_mode_suits_its_monitor_is_taken(monitor, mode):
+    model, _, _ = problem()
+    LearningRateScheduler(ReduceLROnPlateau(optim.SGD(model.parameters()), mode=mode),
+                          monitor=monitor)
 
 
 @pytest.mark.parametrize("patience", [0, 1, 2, 3])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from cnet import (BatchNorm1d, BCELoss, CrossEntropyLoss, Dense, Dropout, LeakyReLU, MSELoss,
-                  ReLU, Sequential, Sigmoid, Tanh, Trainer, cli, optim)
+from cnet import (BatchNorm1d, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Dense, Dropout,
+                  LeakyReLU, MSELoss, ReLU, Sequential, Sigmoid, Tanh, Trainer, cli, optim)
 from cnet.callbacks import Callback
 from cnet.data import load_digits
 from cnet.progress import EpochProgress
@@ -377,6 +377,23 @@ def test_a_run_stopped_by_divergence_keeps_one_history_value_per_epoch_for_every
         assert len(values) == 3 and np.isnan(values[-1]) and np.isfinite(values[:2]).all(), key
     pytest.importorskip("matplotlib")
     history.plot(tmp_path / "curves.png")          # x and y of different lengths before
+
+
+def test_history_plot_draws_a_validation_accuracy_logged_without_a_training_one(tmp_path):
+    """A multi-label fit logs val_accuracy but no training accuracy: the accuracy panel
+    shows the validation curve alone."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    Y = (X[:, :2] > 0).astype(np.float64)
+    model = Sequential(Dense(4, 2), dtype="float64", seed=0)
+    history = Trainer(model, BCEWithLogitsLoss(), optim.SGD(model.parameters())).fit(
+        X, Y, epochs=2, validation_split=0.25, verbose=0)
+    assert set(history.history) == {"loss", "val_loss", "val_accuracy"}
+    pytest.importorskip("matplotlib")
+    fig = history.plot(tmp_path / "curves.png")
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
+    assert [line.get_label() for line in fig.axes[1].lines] == ["validation"]
+    assert list(fig.axes[1].lines[0].get_ydata()) == history.history["val_accuracy"]
 
 
 @pytest.mark.parametrize("verbose", [-1, 3, "2", 1.0, None, "Auto"])
