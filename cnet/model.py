@@ -5,6 +5,7 @@ their gradients in a second one of the same size (`model.flat_grad`). Each layer
 `weight` / `bias` is a Parameter whose `.data` and `.grad` are views into them, so an
 optimizer step is one loop over two flat arrays and a checkpoint is one vector.
 """
+import collections
 import copy
 import math
 import os
@@ -17,6 +18,17 @@ from cnet._validation import as_generator, as_matrix, as_numeric_array, resolve_
 from cnet.layers import Dense, Dropout, Layer, ReLU
 
 __all__ = ["Parameter", "Sequential"]
+
+
+class IncompatibleKeys(collections.namedtuple("IncompatibleKeys",
+                                              ["missing_keys", "unexpected_keys"])):
+    """What load_state_dict returns, as torch's: the keys missing from the state dict and
+    those it has that the model does not (both empty with strict=True)."""
+
+    def __repr__(self):
+        return ("<All keys matched successfully>" if not (self.missing_keys or
+                                                          self.unexpected_keys)
+                else super().__repr__())
 
 
 class Parameter:
@@ -363,7 +375,9 @@ class Sequential:
     def named_parameters(self):
         return iter(self._parameters.items())
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Zero every gradient. set_to_none (torch's) zeroes too: the arena always holds
+        the gradients, and a backward then starts from zero, as torch's does."""
         self.flat_grad.fill(0)
 
     def _state_arrays(self):
@@ -384,11 +398,15 @@ class Sequential:
             return {name: array.copy() for name, array in self._state_arrays().items()}
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy weights in. Every key and shape is checked before anything is written."""
+        """Copy weights in. Every key and shape is checked before anything is written.
+        Returns (missing_keys, unexpected_keys), as torch. A BatchNorm1d's
+        num_batches_tracked may be missing (torch's older state dicts have none): it is
+        left as it is, as torch does."""
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict: expected a mapping, got {type(state_dict).__name__}")
         targets = self._state_arrays()
-        missing = [k for k in targets if k not in state_dict]
+        missing = [k for k in targets
+                   if k not in state_dict and not k.endswith(".num_batches_tracked")]
         unexpected = [k for k in state_dict if k not in targets]
         if strict and (missing or unexpected):
             raise ValueError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
@@ -414,6 +432,7 @@ class Sequential:
         with self._calls.plain:
             for name, value in staged.items():
                 targets[name][...] = value
+        return IncompatibleKeys(missing, unexpected)
 
     # --- modes ---------------------------------------------------------------------------
 

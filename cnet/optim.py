@@ -158,7 +158,9 @@ class Optimizer:
         for group in self.param_groups:
             group["lr"] = value
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Zero the gradients of this optimizer's parameters. set_to_none (torch's) zeroes
+        too: the arena always holds the gradients, and a backward then starts from zero."""
         for group in self.param_groups:
             for offset, length in _spans(group["params"]):
                 self.flat_grad[offset:offset + length] = 0

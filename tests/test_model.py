@@ -131,6 +131,34 @@ def test_a_parameter_group_with_lr_0_freezes_its_parameters_in_fit():
     assert not np.array_equal(model[2].weight.data, trained)
 
 
+def test_load_state_dict_reports_keys_as_torch():
+    model = Sequential(Dense(2, 3), BatchNorm1d(3), seed=0)
+    state = model.state_dict()
+    assert repr(model.load_state_dict(state)) == "<All keys matched successfully>"
+    model[1].num_batches_tracked[...] = 7
+    del state["1.num_batches_tracked"]              # torch's older state dicts have none
+    assert model.load_state_dict(state) == ([], [])
+    assert model[1].num_batches_tracked == 7
+    del state["0.bias"]
+    state["head.weight"] = np.zeros(3)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert (missing, unexpected) == (["0.bias"], ["head.weight"])
+    torch = pytest.importorskip("torch")
+    t_model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    t_keys = t_model.load_state_dict({k: torch.tensor(v) for k, v in state.items()},
+                                     strict=False)
+    assert (t_keys.missing_keys, t_keys.unexpected_keys) == (missing, unexpected)
+
+
+def test_zero_grad_takes_torchs_set_to_none():
+    model = mlp()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    for zero_grad in (model.zero_grad, opt.zero_grad):
+        model.flat_grad[:] = 1
+        zero_grad(set_to_none=True)
+        assert not model.flat_grad.any()
+
+
 def test_backward_accumulates_until_zero_grad():
     model = mlp()
     x = np.random.default_rng(2).standard_normal((3, 5))
