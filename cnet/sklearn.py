@@ -17,10 +17,11 @@ not the biases, added to each batch's gradient as alpha / batch_size * W (couple
 decoupled weight decay: for "sgd" and "adam" it is the optimizer's torch-style
 weight_decay on the weights' parameter group, scaled to sklearn's objective), Nesterov
 momentum, the learning-rate schedules of "sgd" ("constant", "invscaling", "adaptive"),
-the tol / n_iter_no_change stopping rule, early_stopping with a stratified validation
-split, partial_fit, warm_start, and the fitted attributes (classes_, n_features_in_,
-n_iter_, t_, loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_,
-n_layers_, n_outputs_, out_activation_, coefs_, intercepts_).
+the tol / n_iter_no_change stopping rule, early_stopping's validation rows (stratified
+for binary targets only: sklearn does not stratify its one-hot multiclass y, nor multilabel
+y), partial_fit, warm_start, and the fitted attributes (classes_, n_features_in_, n_iter_,
+t_, loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, n_layers_,
+n_outputs_, out_activation_, coefs_, intercepts_).
 
 What differs:
 - dtype ("float32" by default, or "float64") is the precision of the model, whatever
@@ -399,7 +400,9 @@ class _BaseMLP(BaseEstimator):
             self._sgd_lr = float(self.learning_rate_init)
         X_val = Y_val = None
         if self.early_stopping:
-            stratify = Y if self._target_kind in ("binary", "multiclass") else None
+            # sklearn stratifies on its encoded y only when it has one column: binary, not
+            # multiclass (one-hot by then) nor multilabel. Same rows for the same state.
+            stratify = Y if self._target_kind == "binary" else None
             X, X_val, Y, Y_val = train_test_split(X, Y, random_state=rng, stratify=stratify,
                                                   test_size=self.validation_fraction)
             if X_val.shape[0] < 2:

@@ -326,9 +326,10 @@ def test_early_stopping_keeps_the_best_weights():
     assert clf.n_iter_ < 200 and len(clf.validation_scores_) == clf.n_iter_
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     assert clf.best_loss_ is None
-    # refit the same split: the restored weights score the best validation score
+    # the same split (not stratified for multiclass y, as sklearn's): the restored weights
+    # score the best validation score
     X_train, X_val, y_train, y_val = train_test_split(
-        X, y, random_state=_after_init(clf), test_size=0.2, stratify=y)
+        X, y, random_state=_after_init(clf), test_size=0.2)
     assert clf.score(X_val, y_val) == clf.best_validation_score_
     with pytest.raises(ValueError, match="early_stopping"):
         clf.partial_fit(X, y)
@@ -345,6 +346,21 @@ def test_early_stopping_keeps_the_first_of_tied_best_weights_as_sklearn():
     assert ours.validation_scores_ == theirs.validation_scores_
     scores = np.array(ours.validation_scores_)
     assert np.count_nonzero(scores == scores.max()) > 1     # the best score is tied
+    for a, b in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_):
+        assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+def test_early_stopping_validation_split_as_sklearn(problem):
+    """The same validation rows as sklearn: it stratifies only one-output classification
+    targets (binary; its multiclass y is one-hot by then, so it is not stratified, nor is
+    multilabel y or regression). The same training rows in the same order give sklearn's
+    weights to round-off with float64 SGD, no shuffling and whole batches (96 rows)."""
+    theirs, ours, _ = _pair(problem, solver="sgd", early_stopping=True,
+                            validation_fraction=0.2, n_iter_no_change=3,
+                            **{**PARITY, "max_iter": 30, "batch_size": 32})
+    assert ours.n_iter_ == theirs.n_iter_
+    assert_allclose(ours.validation_scores_, theirs.validation_scores_, rtol=1e-9)
     for a, b in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_):
         assert_allclose(b, a, rtol=1e-9, atol=1e-12)
 
