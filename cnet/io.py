@@ -36,9 +36,12 @@ flipped bits. Every problem is a ValueError naming the file and what is wrong. N
 Writes are atomic: a temporary file in the target's folder is written, flushed, fsync'ed
 and renamed over the target, so the target is always a whole old or a whole new file. A
 process killed mid-write can leave a temporary ".<name>.*.tmp" file beside the target;
-any other failure removes it.
+any other failure removes it. Errors name the target, never the temporary file: a missing
+folder is a FileNotFoundError saying so (folders are not created), a path that names a
+folder an IsADirectoryError, both raised before anything is written.
 """
 import collections
+import errno
 import hashlib
 import inspect
 import json
@@ -165,9 +168,22 @@ def _atomic_write(path, write):
     """Call write(file) on a temporary file beside `path`, fsync it and rename it over
     `path`. On any error the temporary file is removed and `path` is untouched."""
     path = os.fspath(path)
+    if not path:
+        raise ValueError("path: expected a file path, got ''")
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=folder)
+    # The errors name `path`, not the temporary file, which the user never asked for; a
+    # folder is refused before anything is written (the rename would fail only at the end).
+    if not os.path.basename(path) or os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "Cannot write the file: the path names a folder",
+                                path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=folder)
+    except OSError as exc:
+        reason = {errno.ENOENT: f"its folder {folder!r} does not exist",
+                  errno.ENOTDIR: f"a part of its folder path {folder!r} is a file"}.get(
+            exc.errno, f"cannot create a file in its folder {folder!r} ({exc.strerror})")
+        raise type(exc)(exc.errno, f"Cannot write the file: {reason}", path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             try:

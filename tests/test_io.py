@@ -15,6 +15,7 @@ import cnet
 from cnet import (BatchNorm1d, CrossEntropyLoss, Dense, Dropout, Identity, LeakyReLU, ReLU,
                   Sequential, Sigmoid, Softmax, Step, Tanh, Trainer, optim)
 from cnet import io as cio
+from cnet.callbacks import ModelCheckpoint
 from helpers import closure_for
 
 ARCHITECTURES = {
@@ -286,6 +287,40 @@ def test_overwrite_keeps_the_file_mode(tmp_path):
 
 
 # --- atomic writes ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("writer", ["save", "write_safetensors", "ModelCheckpoint"])
+def test_write_errors_name_the_path_given_not_the_temporary_file(tmp_path, writer):
+    """The temporary file is an implementation detail: a missing folder, a folder path
+    through a file, or a path that is a folder is reported with the user's path, before
+    anything is written."""
+    def write(path):
+        if writer == "save":
+            cnet.save(build(), path)
+        elif writer == "write_safetensors":
+            cio.write_safetensors(path, {"w": np.zeros(3)})
+        else:
+            model = build()
+            trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
+            trainer.fit(X, Y, epochs=1, verbose=0,
+                        callbacks=[ModelCheckpoint(path, monitor="loss")])
+
+    (tmp_path / "file").write_bytes(b"x")
+    missing = tmp_path / "no_such_dir" / "m.safetensors"
+    with pytest.raises(FileNotFoundError, match="folder .*no_such_dir' does not exist") as info:
+        write(str(missing))
+    assert info.value.filename == str(missing) and ".tmp" not in str(info.value)
+    through_file = tmp_path / "file" / "m.safetensors"
+    with pytest.raises(NotADirectoryError, match="is a file") as info:
+        write(str(through_file))
+    assert info.value.filename == str(through_file)
+    for folder in (str(tmp_path), str(tmp_path) + os.sep):
+        with pytest.raises(IsADirectoryError, match="names a folder") as info:
+            write(folder)
+        assert info.value.filename == folder
+    with pytest.raises(ValueError, match="path: expected a file path"):
+        write("")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
 
 @pytest.mark.parametrize("fail", ["write", "fsync", "replace", "interrupt"])
 def test_failed_save_leaves_target_untouched_and_no_temp_file(tmp_path, monkeypatch, fail):
