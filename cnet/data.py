@@ -5,7 +5,8 @@
   cache folder, downloading them on first use (see "Downloads" below).
 - ``load_csv(path, label_column=-1)`` and ``load_npz(path)`` read the user's own data.
 - ``train_test_split(X, y, ...)`` splits rows like scikit-learn's function of the same name,
-  optionally stratified by class.
+  optionally stratified by class, but with ``seed=`` and exactly ``X`` and ``y`` (its
+  docstring lists the differences).
 - ``iterate_minibatches(X, y, batch_size)`` yields shuffled ``(X_batch, y_batch)`` pairs for a
   hand-written training loop (``Trainer`` gathers its own batches).
 
@@ -499,22 +500,46 @@ def _rows(name, values):
     return arr
 
 
-def _n_test(test_size, n):
-    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
-        raise TypeError(f"test_size: expected a float in (0, 1) or an int, got {test_size!r}")
-    if isinstance(test_size, numbers.Integral):
-        n_test = int(test_size)
-    elif 0.0 < test_size < 1.0:
-        n_test = math.ceil(float(test_size) * n)
-    else:
-        raise ValueError(f"test_size: expected a float in (0, 1) or an int, got {test_size!r}")
-    if not 1 <= n_test <= n - 1:
-        raise ValueError(f"test_size: {test_size!r} gives {n_test} test and {n - n_test} train "
-                         f"rows out of {n}; both sets must be non-empty")
-    return n_test
+def _count(name, size, n, rounding):
+    if isinstance(size, bool) or not isinstance(size, numbers.Real):
+        raise TypeError(f"{name}: expected a float in (0, 1), an int or None, got {size!r}")
+    if isinstance(size, numbers.Integral):
+        return int(size)
+    if 0.0 < size < 1.0:
+        return rounding(float(size) * n)
+    raise ValueError(f"{name}: expected a float in (0, 1), an int or None, got {size!r}")
 
 
-def _stratified_test_indices(labels, n_test, rng):
+def _split_sizes(test_size, train_size, n):
+    """(n_test, the names of the sizes given), the rows counted as scikit-learn does: a test
+    fraction rounds up, a train fraction down, a size left None is the rest of the rows."""
+    if test_size is None and train_size is None:
+        test_size = 0.25
+    given = {name: size for name, size in (("test_size", test_size), ("train_size", train_size))
+             if size is not None}
+    names = " and ".join(given)
+    n_test = n_train = None
+    if test_size is not None:
+        n_test = _count("test_size", test_size, n, math.ceil)
+    if train_size is not None:
+        n_train = _count("train_size", train_size, n, math.floor)
+    if n_test is None:
+        n_test = n - n_train
+    elif n_train is None:
+        n_train = n - n_test
+    elif n_test + n_train != n:
+        raise ValueError(f"{names}: {test_size!r} and {train_size!r} give {n_test} test and "
+                         f"{n_train} train rows out of {n}; they must add up to all the rows "
+                         f"(leaving rows out, as scikit-learn can, is not supported)")
+    if min(n_test, n_train) < 1:
+        sizes = " and ".join(repr(size) for size in given.values())
+        raise ValueError(f"{names}: {sizes} {'gives' if len(given) == 1 else 'give'} {n_test} "
+                         f"test and {n_train} train rows out of {n}; both sets must be "
+                         f"non-empty")
+    return n_test, names
+
+
+def _stratified_test_indices(labels, n_test, rng, names):
     """Test indices drawn per class: each class gets floor or ceil of its proportional share."""
     try:
         classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True,
@@ -526,7 +551,7 @@ def _stratified_test_indices(labels, n_test, rng):
                          "has only 1 member, which is too few; every class needs at least 2")
     n_train = len(labels) - n_test
     if min(n_test, n_train) < len(classes):
-        raise ValueError(f"test_size: expected at least one test and one train row per class "
+        raise ValueError(f"{names}: expected at least one test and one train row per class "
                          f"of stratify ({len(classes)} classes), got {n_test} test and "
                          f"{n_train} train rows")
     share = n_test * counts / counts.sum()
@@ -538,17 +563,34 @@ def _stratified_test_indices(labels, n_test, rng):
                            for c, k in enumerate(take)])
 
 
-def train_test_split(X, y, test_size=0.25, seed=None, stratify=None, shuffle=True):
+def train_test_split(X, y, test_size=None, seed=None, stratify=None, shuffle=True, *,
+                     train_size=None):
     """Split rows into ``X_train, X_test, y_train, y_test`` (scikit-learn's order).
 
-    ``test_size`` is a fraction in (0, 1) (the test count is rounded up) or a row count.
-    ``stratify`` (usually ``y``; class labels, or one-hot rows of shape (n, k)) keeps each
-    class's proportion in both parts; it needs ``shuffle=True`` and test and train sets of
-    at least one row per class. Without shuffling the last ``test_size`` rows form the test set.
+    ``test_size`` and ``train_size`` are fractions in (0, 1) or row counts, as in
+    scikit-learn: a test fraction is rounded up, a train fraction down, and a size left
+    None is the rest of the rows (with both None, ``test_size=0.25``). ``stratify``
+    (usually ``y``; class labels, or rows of shape (n, k) such as one-hot labels, each
+    distinct row a class) keeps each class's proportion in both parts, to within a row;
+    it needs ``shuffle=True`` and test and train sets of at least one row per class.
+    Without shuffling the first rows are the training set and the last the test set.
+
+    Where it differs from ``sklearn.model_selection.train_test_split``:
+
+    - it splits exactly two arrays, ``X`` and ``y`` (not any number of them), converts
+      them with NumPy (no sparse matrices) and returns NumPy arrays (pandas frames and
+      lists come back as arrays);
+    - randomness comes from ``seed`` (None, an int or a ``numpy.random.Generator``, used
+      as it is), not ``random_state``; the draws differ from scikit-learn's, so the same
+      number does not select the same rows;
+    - given both ``test_size`` and ``train_size``, they must add up to all the rows
+      (scikit-learn can leave the remaining rows out of both sets);
+    - ``test_size``, ``seed``, ``stratify`` and ``shuffle`` may also be given by position,
+      in that order (scikit-learn takes every size and option by name only).
     """
     X, y = _check_lengths(X, y)
     n = len(X)
-    n_test = _n_test(test_size, n)
+    n_test, names = _split_sizes(test_size, train_size, n)
     if not shuffle:
         if stratify is not None:
             raise ValueError("stratify: stratified splitting requires shuffle=True")
@@ -562,7 +604,7 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=None, shuffle=Tru
         if labels.ndim not in (1, 2) or len(labels) != n:
             raise ValueError(f"stratify: expected {n} labels (one per row of X) or {n} "
                              f"one-hot rows, got shape {labels.shape}")
-        test = rng.permutation(_stratified_test_indices(labels, n_test, rng))
+        test = rng.permutation(_stratified_test_indices(labels, n_test, rng, names))
         mask = np.ones(n, dtype=bool)
         mask[test] = False
         train = rng.permutation(np.flatnonzero(mask))

@@ -56,6 +56,54 @@ def test_split_sizes(n, test_size, n_test):
     assert X_train.shape[1:] == X.shape[1:]
 
 
+@pytest.mark.parametrize("sizes", [{}, {"test_size": None}, {"test_size": 0.33},
+                                   {"test_size": 4}, {"train_size": 0.66}, {"train_size": 7},
+                                   {"train_size": 0.75, "test_size": None},
+                                   {"test_size": 0.2, "train_size": 0.8},
+                                   {"test_size": 0.25, "train_size": 0.75}])
+@pytest.mark.parametrize("n", [10, 13])
+def test_split_sizes_as_sklearn(sizes, n):
+    """The row counts of scikit-learn's train_test_split: a test fraction rounds up, a train
+    fraction down, a size left None is the rest, and 0.25 is the test size by default."""
+    sklearn_split = pytest.importorskip("sklearn.model_selection").train_test_split
+    X, y = indexed(n, n_classes=2)
+    _, X_test, _, _ = sklearn_split(X, y, random_state=0, **sizes)
+    for stratify in (None, y):
+        X_train, X_test2, _, _ = train_test_split(X, y, seed=0, stratify=stratify, **sizes)
+        assert (len(X_train), len(X_test2)) == (n - len(X_test), len(X_test))
+
+
+def test_split_with_train_size_only_without_shuffle():
+    X, y = indexed(10)
+    X_train, X_test, _, _ = train_test_split(X, y, shuffle=False, train_size=0.75)
+    assert X_train[:, 0].tolist() == list(range(7)) and X_test[:, 0].tolist() == [7, 8, 9]
+
+
+@pytest.mark.parametrize("sizes, error, match", [
+    ({"train_size": 10}, ValueError, r"^train_size: 10 gives 0 test and 10 train rows out of 10"),
+    ({"train_size": 0.05}, ValueError, r"^train_size: 0.05 gives 10 test and 0 train rows"),
+    ({"train_size": 1.0}, ValueError, r"^train_size: expected a float in \(0, 1\), an int"),
+    ({"train_size": "0.5"}, TypeError, r"^train_size: expected a float in \(0, 1\), an int"),
+    ({"test_size": 0.2, "train_size": 0.5}, ValueError,
+     r"^test_size and train_size: 0.2 and 0.5 give 2 test and 5 train rows out of 10; they "
+     r"must add up to all the rows"),
+    ({"test_size": 0, "train_size": 10}, ValueError,
+     r"^test_size and train_size: 0 and 10 give 0 test and 10 train rows"),
+])
+def test_split_rejects_bad_train_size(sizes, error, match):
+    X, y = indexed(10)
+    with pytest.raises(error, match=match):
+        train_test_split(X, y, **sizes)
+
+
+def test_stratified_split_names_train_size_when_it_sets_the_sizes():
+    X, y = indexed(10)
+    with pytest.raises(ValueError, match=r"^train_size: expected at least one test and one "
+                                         r"train row per class of stratify \(3 classes\), "
+                                         r"got 2 test and 8 train rows"):
+        train_test_split(X, y, train_size=8, stratify=y)
+
+
 @pytest.mark.parametrize("stratify", [False, True])
 def test_split_is_disjoint_complete_and_rows_stay_paired(stratify):
     X, y = indexed(50)
@@ -146,7 +194,7 @@ def test_split_rejects_bad_test_size(test_size):
         train_test_split(X, y, test_size=test_size)
 
 
-@pytest.mark.parametrize("test_size", ["0.2", None, True])
+@pytest.mark.parametrize("test_size", ["0.2", True])
 def test_split_rejects_test_size_of_wrong_type(test_size):
     X, y = indexed(10)
     with pytest.raises(TypeError, match="test_size"):

@@ -810,8 +810,8 @@ def test_train_test_split(data_):
     y = args(st.one_of(st.just(np.arange(n)), hostile((n,))), "y") if not args.sane \
         else np.arange(n)
     kwargs = {
-        "test_size": args.value([0.25, 0.5, 1], [2, 0, 0.0, 1.0, n, -1, math.nan, "0.5", None,
-                                                 True], "test_size"),
+        "test_size": args.value([0.25, 0.5, 1, None], [2, 0, 0.0, 1.0, n, -1, math.nan, "0.5",
+                                                       True], "test_size"),
         "seed": args.value([0, None, np.random.default_rng(1)], [-1, "x", 1.5], "seed"),
         "shuffle": args(st.booleans(), "shuffle"),
     }
