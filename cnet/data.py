@@ -261,9 +261,10 @@ def _is_infinity(cell):
     return cell.strip().lstrip("+-").lower() in ("inf", "infinity")
 
 
-def _csv_problem(path, delimiter, has_header):
+def _csv_problem(path, delimiter, has_header, text_column=None):
     """The first ragged row, non-numeric cell or number beyond float64 (which parses as an
-    infinity) of a CSV file, named by line and column."""
+    infinity) of a CSV file, named by line and column; text_column's cells may be any
+    non-blank text."""
     with _open_text(path) as f:
         reader = csv.reader(f, delimiter=delimiter)
         names = width = None
@@ -280,6 +281,8 @@ def _csv_problem(path, delimiter, has_header):
             for j, cell in enumerate(row):
                 column = f"column {j}" + (f" ({names[j]!r})" if names else "")
                 if not _is_number(cell):
+                    if j == text_column and cell.strip():
+                        continue
                     hint = "" if has_header or reader.line_num > 1 else (
                         " (a header row is one without numbers; else pass header=True)")
                     return f"line {reader.line_num}, {column}: {cell!r} is not a number{hint}"
@@ -288,8 +291,10 @@ def _csv_problem(path, delimiter, has_header):
     return None
 
 
-def _read_table(path, delimiter, header):
-    """(float64 table, header names or None) of a CSV file; problems named by line."""
+def _read_table(path, delimiter, header, text_column=None):
+    """(float64 table, header names or None, labels or None) of a CSV file; problems named by
+    line. A text_column (a name or index) that holds a cell other than a number comes back as
+    str labels (its table column then holds their codes); one of numbers is read as usual."""
     with _open_text(path) as f:
         header_line, first = 0, ""
         for header_line, first in enumerate(f, 1):
@@ -300,35 +305,72 @@ def _read_table(path, delimiter, header):
         first_row = [cell.strip() for cell in next(csv.reader([first], delimiter=delimiter))]
         has_header = not any(map(_is_number, first_row)) if header == "infer" else header
         names = first_row if has_header else None
+        index, codes, converters = None, {}, None
+        if text_column is not None:
+            index = _column_index(path, text_column, names, len(first_row))
+
+            def code(cell):     # each distinct label gets the next code; a blank one is an error
+                cell = cell.strip()
+                if not cell:
+                    raise ValueError(f"blank label {cell!r}")
+                return codes.setdefault(cell, len(codes))
+            converters = {index: code}
         f.seek(0)
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "loadtxt: input contained no data")
                 table = np.loadtxt(f, delimiter=delimiter, dtype=np.float64, ndmin=2,
-                                   comments=None, quotechar='"',
+                                   comments=None, quotechar='"', converters=converters,
                                    skiprows=header_line if has_header else 0)
         except ValueError as exc:
-            problem = _csv_problem(path, delimiter, has_header) or exc
+            problem = _csv_problem(path, delimiter, has_header, index) or exc
             raise ValueError(f"{path}: {problem}") from None
+    labels = None
+    if codes:
+        labels = np.array(list(codes))[table[:, index].astype(np.intp)]
+        if all(map(_is_number, codes)):   # numbers after all: the same values as without text
+            table[:, index], labels = labels.astype(np.float64), None
     if table.size == 0:
         raise ValueError(f"{path}: no data rows")
     if np.isinf(table).any():       # "inf" as written, or a number beyond float64?
-        problem = _csv_problem(path, delimiter, has_header)
+        problem = _csv_problem(path, delimiter, has_header, index)
         if problem:
             raise ValueError(f"{path}: {problem}")
     if names is not None and len(names) != table.shape[1]:  # rows agree, but not with the header
-        raise ValueError(f"{path}: {_csv_problem(path, delimiter, has_header)}")
-    return table, names
+        raise ValueError(f"{path}: {_csv_problem(path, delimiter, has_header, index)}")
+    return table, names, labels
 
 
-def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float32"):
+def _column_index(path, label_column, names, n_columns):
+    """The index of label_column, a column name or an index (negative from the end)."""
+    if isinstance(label_column, str):
+        if names is None:
+            raise ValueError(f"label_column: {label_column!r} is a column name, but {path} has no "
+                             "header row; pass an index, or header=True")
+        if label_column not in names:
+            raise ValueError(f"label_column: no column named {label_column!r} in {path}; its "
+                             f"columns are {names}")
+        return names.index(label_column)
+    if isinstance(label_column, numbers.Integral) and not isinstance(label_column, bool):
+        if not -n_columns <= label_column < n_columns:
+            raise ValueError(f"label_column: index {label_column} is out of range for "
+                             f"{n_columns} columns")
+        return int(label_column) % n_columns
+    raise TypeError(f"label_column: expected a column name, an int or None, got "
+                    f"{label_column!r}")
+
+
+def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float32",
+             text_labels=False):
     """Read a numeric CSV file (gzip-compressed when its name ends in ``.gz``) as ``(X, y)``.
 
     ``label_column`` picks the label column by name (the file needs a header row) or by index
     (negative counts from the end); ``None`` reads every column into ``X`` and returns
     ``y=None``. ``header`` is True, False or ``"infer"``: the first row is a header when none of
     its cells is a number. ``X`` has ``dtype`` (float32 unless told); ``y`` is int64 when
-    every label is an integer value (within int64), else ``dtype``. Blank lines are skipped. A
+    every label is an integer value (within int64), else ``dtype``; with ``text_labels=True``
+    a label column holding any other (non-blank) text, such as class names, is read as an
+    array of str instead of being an error. Blank lines are skipped. A
     ragged row, a cell that is not a number or a number beyond float64 (1e400; ``inf`` as
     written is read as infinity) raises ValueError naming its line and column, a number too
     large for ``dtype`` (1e39 in float32) one naming its row.
@@ -344,35 +386,22 @@ def load_csv(path, label_column=-1, delimiter=",", header="infer", dtype="float3
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter: expected a single character, got {delimiter!r}")
     try:
-        table, names = _read_table(path, delimiter, header)
+        table, names, labels = _read_table(path, delimiter, header,
+                                           label_column if text_labels else None)
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error, csv.Error) as exc:
         raise ValueError(f"{path}: not a readable CSV text file ({type(exc).__name__}: "
                          f"{exc})") from None
     if label_column is None:
         return _as_dtype(path, table, dtype), None
-    n_columns = table.shape[1]
-    if isinstance(label_column, str):
-        if names is None:
-            raise ValueError(f"label_column: {label_column!r} is a column name, but {path} has no "
-                             "header row; pass an index, or header=True")
-        if label_column not in names:
-            raise ValueError(f"label_column: no column named {label_column!r} in {path}; its "
-                             f"columns are {names}")
-        index = names.index(label_column)
-    elif isinstance(label_column, numbers.Integral) and not isinstance(label_column, bool):
-        if not -n_columns <= label_column < n_columns:
-            raise ValueError(f"label_column: index {label_column} is out of range for "
-                             f"{n_columns} columns")
-        index = int(label_column) % n_columns
-    else:
-        raise TypeError(f"label_column: expected a column name, an int or None, got "
-                        f"{label_column!r}")
-    if n_columns < 2:
+    index = _column_index(path, label_column, names, table.shape[1])
+    if table.shape[1] < 2:
         raise ValueError(f"{path}: only the label column; expected at least one feature column")
+    X = _as_dtype(path, np.delete(table, index, axis=1), dtype)
+    if labels is not None:
+        return X, labels
     y = table[:, index]
     integral = bool(np.all(np.isfinite(y)) and np.all(y == np.trunc(y))
                     and np.all(np.abs(y) < 2.0**63))
-    X = _as_dtype(path, np.delete(table, index, axis=1), dtype)
     return X, (y.astype(np.int64) if integral else _as_dtype(path, y, dtype))
 
 

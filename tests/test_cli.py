@@ -49,10 +49,11 @@ def test_evaluate_prints_accuracy_and_a_confusion_matrix(saved_model, tmp_path, 
     X, y = digits_csv(tmp_path / "xy.csv", 60)
     assert cli.main(["evaluate", str(saved_model), str(tmp_path / "xy.csv")]) == 0
     out = capsys.readouterr().out
+    assert out.startswith(f"all rows of {tmp_path / 'xy.csv'}: 60\n")
     accuracy = float(out.split("accuracy: ")[1].split()[0])
     model = cnet.load(saved_model).eval()
     assert accuracy == pytest.approx(np.mean(model(X / 16).argmax(axis=1) == y), abs=1e-4)
-    matrix_rows = [line for line in out.splitlines()[2:] if line.strip()]
+    matrix_rows = [line for line in out.splitlines()[3:] if line.strip()]
     assert len(matrix_rows) == 11     # header + 10 classes
     assert sum(int(v) for row in matrix_rows[1:] for v in row.split()[1:]) == 60
 
@@ -87,18 +88,24 @@ def test_large_integer_labels_are_not_classes_unless_told(tmp_path, capsys):
     assert cli.main(argv + ["--task", "regression", "--save", str(path)]) == 0
     checkpoint = cnet.load(path, with_optimizer=True)
     assert checkpoint.extra["task"] == "regression" and checkpoint.model.out_features == 1
+    assert cli.main(argv + ["--task", "classification", "--save", str(path)]) == 0
+    checkpoint = cnet.load(path, with_optimizer=True)
+    assert checkpoint.model.out_features == 3       # one class per distinct value
+    assert checkpoint.extra["classes"] == [0, 10**12, 2 * 10**12]
 
 
-def test_predict_refuses_a_model_whose_preprocessing_it_cannot_apply(tmp_path, capsys):
+def test_predict_refuses_a_model_whose_records_it_cannot_apply(tmp_path, capsys):
     X = np.random.default_rng(0).standard_normal((5, 4))
     np.savetxt(tmp_path / "x.csv", X, delimiter=",")
     for i, extra in enumerate([{"preprocessing": {"method": "none"}},
                                {"preprocessing": {"mean": [0.0] * 4}},
-                               {"preprocessing": {"mean": [0.0] * 3, "std": [1.0] * 3}}]):
+                               {"preprocessing": {"mean": [0.0] * 3, "std": [1.0] * 3}},
+                               {"classes": ["a", "a", "b"]}, {"classes": [[0], [1], [2]]},
+                               {"label_column": 1.5}, {"split": {"data": "digits"}}]):
         path = tmp_path / f"m{i}.safetensors"
         cnet.save(cnet.Sequential(cnet.Dense(4, 3)), path, extra=extra)
         assert cli.main(["predict", str(path), str(tmp_path / "x.csv")]) == 2
-        assert "extra['preprocessing']" in capsys.readouterr().err
+        assert f"extra[{next(iter(extra))!r}]" in capsys.readouterr().err
 
 
 def test_one_dimensional_X_in_an_npz_is_an_error(tmp_path, capsys):
@@ -140,7 +147,112 @@ def test_a_csv_with_more_columns_than_the_model_has_inputs_is_a_one_line_error(
 
 def test_predict_help_gives_its_own_label_column_default():
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["predict"].format_help()
-    assert "(default: none: every column is a feature)" in " ".join(help_text.split())
+    assert "else none: every column is a feature)" in " ".join(help_text.split())
+
+
+def test_evaluate_on_digits_scores_the_rows_train_held_out(tmp_path, capsys):
+    path = tmp_path / "d.safetensors"
+    assert cli.main(["train", "--epochs", "1", "--hidden", "16", "--quiet", "--test-size",
+                     "0.2", "--seed", "5", "--save", str(path)]) == 0
+    train_out = capsys.readouterr().out
+    assert cnet.load(path, with_optimizer=True).extra["split"] == {
+        "data": "digits", "test_size": 0.2, "seed": 5, "stratified": True}
+    assert cli.main(["evaluate", str(path), "digits"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "held-out rows of digits as split by train: 360"
+    X, y = cnet.data.load_digits()
+    _, X_test, _, y_test = cnet.data.train_test_split(X, y, test_size=0.2, seed=5, stratify=y)
+    model = cnet.load(path).eval()
+    accuracy = np.mean(model(X_test / 16).argmax(axis=1) == y_test)
+    assert float(lines[1].split("accuracy: ")[1]) == pytest.approx(accuracy, abs=1e-4)
+    assert f"test accuracy: {accuracy:.4f}" in train_out     # the rows train reported on
+
+    # A model file without the record: every row, and the output says so.
+    cnet.save(model, tmp_path / "old.safetensors", extra={"preprocessing": {"scale": 1 / 16}})
+    assert cli.main(["evaluate", str(tmp_path / "old.safetensors"), "digits"]) == 0
+    assert capsys.readouterr().out.startswith("all rows of digits: 1797 (the model file "
+                                              "records no split")
+
+
+def write_csv(path, header, columns, fmt="%s"):
+    lines = [",".join(header)] + [",".join(fmt % v for v in row) for row in zip(*columns)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_evaluate_and_predict_use_the_label_column_train_used(tmp_path, capsys):
+    """The label column is in the middle: read as the last, the labels and features are wrong."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 3))
+    y = (X[:, 0] + X[:, 2] > 0).astype(int)
+    data = write_csv(tmp_path / "f.csv", ["a", "b", "target", "c"], [X[:, 0], X[:, 1], y, X[:, 2]])
+    model_path = str(tmp_path / "m.safetensors")
+    assert cli.main(["train", "--data", str(data), "--label-column", "target", "--epochs", "5",
+                     "--quiet", "--save", model_path]) == 0
+    assert cnet.load(model_path, with_optimizer=True).extra["label_column"] == "target"
+    capsys.readouterr()
+    assert cli.main(["evaluate", model_path, str(data)]) == 0
+    out, err = capsys.readouterr()
+    checkpoint = cnet.load(model_path, with_optimizer=True)
+    mean, std = (np.array(checkpoint.extra["preprocessing"][k]) for k in ("mean", "std"))
+    predicted = checkpoint.model.eval()((X - mean) / std).argmax(axis=1)
+    assert float(out.split("accuracy: ")[1].split()[0]) == pytest.approx(
+        np.mean(predicted == y), abs=1e-4)
+    assert err == ""
+    # Another column than the recorded one is used as asked, with a one-line warning.
+    assert cli.main(["evaluate", model_path, str(data), "--label-column", "2"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: --label-column 2 differs" in err
+    assert "'target'" in err
+    # predict drops the label column when the file has it, and reads features-only files whole.
+    features = write_csv(tmp_path / "x.csv", ["a", "b", "c"], X.T)
+    for path in (data, features):
+        assert cli.main(["predict", model_path, str(path)]) == 0
+        assert [int(v) for v in capsys.readouterr().out.split()] == predicted.tolist()
+
+
+def test_text_and_whole_number_labels_are_encoded_as_label_encoder(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    names = np.array(["virginica", "setosa", "versicolor"])
+    y = np.repeat([0, 1, 2], 20)
+    X = rng.standard_normal((60, 2)) * 0.1 + np.array([[0, 3], [3, 0], [-3, -3]])[y]
+    data = write_csv(tmp_path / "iris.csv", ["x1", "x2", "species"], [X[:, 0], X[:, 1], names[y]])
+    model_path = str(tmp_path / "iris.safetensors")
+    assert cli.main(["train", "--data", str(data), "--epochs", "20", "--quiet",
+                     "--save", model_path]) == 0
+    checkpoint = cnet.load(model_path, with_optimizer=True)
+    assert checkpoint.extra["classes"] == ["setosa", "versicolor", "virginica"]
+    assert checkpoint.extra["task"] == "classification" and checkpoint.model.out_features == 3
+    capsys.readouterr()
+    assert cli.main(["predict", model_path, str(data)]) == 0
+    assert capsys.readouterr().out.split() == names[y].tolist()
+    assert cli.main(["evaluate", model_path, str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy: 1.0000" in out and "     setosa" in out
+    unseen = write_csv(tmp_path / "u.csv", ["x1", "x2", "species"], [[0.0], [3.0], ["daisy"]])
+    assert cli.main(["evaluate", model_path, str(unseen)]) == 2
+    err = capsys.readouterr().err
+    assert "label 'daisy' is not one of the model's classes" in err and err.count("\n") == 1
+    assert cli.main(["train", "--data", str(data), "--task", "regression"]) == 2
+    assert "y: regression needs numeric targets" in capsys.readouterr().err
+
+    # Labels 1 and 2 are two classes (not three with an empty class 0); predict gives them back.
+    data = write_csv(tmp_path / "12.csv", ["x1", "x2", "y"], [X[:40, 0], X[:40, 1], y[:40] + 1])
+    assert cli.main(["train", "--data", str(data), "--epochs", "20", "--quiet",
+                     "--save", model_path]) == 0
+    assert cnet.load(model_path).out_features == 2
+    capsys.readouterr()
+    assert cli.main(["predict", model_path, str(data)]) == 0
+    assert [int(v) for v in capsys.readouterr().out.split()] == (y[:40] + 1).tolist()
+
+
+def test_proba_of_a_regressor_is_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "r.safetensors"
+    cnet.save(cnet.Sequential(cnet.Dense(2, 1)), path, extra={"task": "regression"})
+    np.savetxt(tmp_path / "x.csv", np.zeros((3, 2)), delimiter=",")
+    assert cli.main(["predict", str(path), str(tmp_path / "x.csv"), "--proba"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnet predict: error: --proba:") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "evaluate", "bench", "info"])

@@ -490,6 +490,30 @@ def test_csv_other_delimiter_dtype_and_blank_lines(tmp_path):
     assert y.dtype == np.int64 and y.tolist() == [-1, 1]
 
 
+def test_csv_text_labels_keep_class_names_as_str(tmp_path):
+    text = 'a,b,species\n1,2,setosa\n3,4, virginica\n5,6,"iris, other"\n'
+    X, y = load_csv(write_text(tmp_path / "d.csv", text), text_labels=True)
+    assert X.tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert y.dtype.kind == "U" and y.tolist() == ["setosa", "virginica", "iris, other"]
+    with pytest.raises(ValueError, match=r"line 2, column 2 \('species'\): 'setosa' is not a"):
+        load_csv(tmp_path / "d.csv")        # without text_labels, as before
+    for numeric in (IRIS_LIKE, "a,b,y\n1,2,0.5\n3,4,1e19\n"):   # numbers read as without it
+        expected = load_csv(write_text(tmp_path / "n.csv", numeric))
+        X, y = load_csv(tmp_path / "n.csv", text_labels=True)
+        assert y.dtype == expected[1].dtype and y.tolist() == expected[1].tolist()
+        assert X.tolist() == expected[0].tolist()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b,y\n1,2,yes\n3,4,\n", r"line 3, column 2 \('y'\): '' is not a number"),
+    ("a,b,y\n1,2,yes\n3,four,no\n", r"line 3, column 1 \('b'\): 'four' is not a number"),
+    ("a,b,y\n1,2,yes\n3,4\n", "line 3 has 2 fields, expected 3"),
+])
+def test_csv_text_labels_still_name_other_problems(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        load_csv(write_text(tmp_path / "d.csv", text), text_labels=True)
+
+
 def test_csv_without_labels(tmp_path):
     X, y = load_csv(write_text(tmp_path / "d.csv", IRIS_LIKE), label_column=None)
     assert y is None and X.shape == (3, 3)
