@@ -252,6 +252,23 @@ def _check_callbacks(callbacks):
     return callbacks
 
 
+def _check_monitors(callbacks, validating):
+    """Without validation data, a callback reading val_loss or val_accuracy (which fit logs
+    only with it) is refused before training rather than after the first epoch. (Other
+    val_* names may be logged by a callback of the user's.)"""
+    if validating:
+        return
+    for i, callback in enumerate(callbacks):
+        monitor = getattr(callback, "_monitor", None)
+        if (monitor is None or monitor.monitor not in ("val_loss", "val_accuracy")
+                or getattr(callback, "save_best_only", True) is False):
+            continue
+        raise ValueError(f"callbacks[{i}]: {type(callback).__name__} monitors "
+                         f"{monitor.monitor!r}, which fit logs only with validation_data or "
+                         f"validation_split; pass one, or monitor "
+                         f"{monitor.monitor.removeprefix('val_')!r}")
+
+
 def _check_call(function, what, arguments, expected):
     """TypeError naming `what` and the `expected` call unless `function` takes `arguments`
     (names) positionally, each by the parameter of its name where it has one: Keras's

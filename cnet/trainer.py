@@ -19,7 +19,7 @@ from cnet import _activations, _blas
 from cnet._engine import StepRunner
 from cnet._validation import (as_generator, as_matrix, check_positive_int,
                               first_non_finite)
-from cnet.callbacks import _check_callbacks
+from cnet.callbacks import _check_callbacks, _check_monitors
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 from cnet.layers import Dense
 from cnet.model import Sequential, _InUse
@@ -346,6 +346,7 @@ class Trainer:
         X = self._check_X(X, check_finite=False)   # finiteness: checked batch by batch
         y = self._check_y(y, len(X))
         X, y, validation_data = self._split_validation(X, y, validation_data, validation_split)
+        _check_monitors(callbacks, validation_data is not None)
         n = len(X)
         lbfgs = isinstance(self.optimizer, LBFGS)
         if lbfgs and batch_size is not None:

@@ -139,8 +139,26 @@ def test_early_stopping_stops_and_restores_the_best_weights():
 def test_early_stopping_on_an_unlogged_metric_says_what_is_logged():
     model, X, y = problem()
     trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
-    with pytest.raises(ValueError, match="val_loss.*not logged"):
-        trainer.fit(X, y, epochs=2, verbose=0, callbacks=[EarlyStopping()])
+    with pytest.raises(ValueError, match="'val_f1' is not logged; available: .*'loss'"):
+        trainer.fit(X, y, epochs=2, verbose=0, callbacks=[EarlyStopping("val_f1")])
+
+
+@pytest.mark.parametrize("make", [
+    lambda folder: EarlyStopping(), lambda folder: EarlyStopping("val_accuracy"),
+    lambda folder: ModelCheckpoint(folder / "best.safetensors", save_best_only=True),
+])
+def test_a_validation_metric_without_validation_data_is_refused_before_training(make, tmp_path):
+    """fit logs val_loss and val_accuracy only with validation data: refused up front, not
+    after an epoch of training (the model is left as it was)."""
+    callback = make(tmp_path)
+    model, X, y = problem()
+    trainer = Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters()))
+    before = model.flat_data.copy()
+    with pytest.raises(ValueError, match=r"callbacks\[1\]: .* monitors 'val_.*validation_split"):
+        trainer.fit(X, y, epochs=2, verbose=0, callbacks=[TerminateOnNaN(), callback])
+    assert np.array_equal(model.flat_data, before)
+    assert trainer.fit(X, y, epochs=1, verbose=0, callbacks=[callback],
+                       validation_split=0.25).history["val_loss"]
 
 
 def test_terminate_on_nan_stops_a_diverging_run():
