@@ -47,7 +47,7 @@ class Layer:
         # A layer in a model holds views of the model's arenas, which compiled code reads
         # without bounds checks: its parameters are not rebound, and a buffer's values are
         # copied into the view (a plain attribute would leave the step runner's copy behind).
-        if not name.startswith("_") and self.__dict__.get("_in_model"):
+        if name in self.__dict__.get("_bound", ()):     # set by the model that binds it
             if name in self.param_shapes() and value is not getattr(self, name):
                 raise AttributeError(f"{type(self).__name__}.{name}: the parameter of a layer "
                                      f"in a model cannot be replaced; assign to "

@@ -216,6 +216,7 @@ class Sequential:
         self._allocate(as_generator("seed", seed))
         for layer in layers:
             layer._in_model = True
+            layer._bound = frozenset(layer.param_shapes()) | frozenset(layer.buffer_shapes())
         self._calls = _InUse()
 
     @classmethod
