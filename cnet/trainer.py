@@ -68,8 +68,7 @@ class History:
             import matplotlib.pyplot as plt
         except ImportError:
             raise ImportError("History.plot needs matplotlib: pip install matplotlib") from None
-        # Either curve alone is drawn: a multi-label or soft-label fit logs val_accuracy
-        # but no training accuracy.
+        # Either curve alone is drawn (a callback may log one without the other).
         metrics = [m for m in ("loss", "accuracy")
                    if m in self.history or "val_" + m in self.history]
         fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
@@ -410,8 +409,9 @@ class Trainer:
                                             for key in history.history or ("loss",)})
                     break
                 logs = {"loss": self._epoch_loss(losses, rows, n, row_weights, order, batch_size)}
-                if self.is_classifier and y.ndim == 1:   # counted by the step runner
-                    logs["accuracy"] = float(correct.sum() / counted)
+                if self.is_classifier or self.is_multilabel:    # counted by the step runner
+                    logs["accuracy"] = float(correct.sum() / (y.size if self.is_multilabel
+                                                              else counted))
                 if validation_data is not None:
                     for key, value in self.evaluate(*validation_data).items():
                         logs["val_" + key] = value

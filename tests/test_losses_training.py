@@ -139,7 +139,7 @@ def test_soft_labels_train_the_digits():
     model = Sequential(Dense(64, 32), ReLU(), Dense(32, 10), seed=0)
     trainer = Trainer(model, CrossEntropyLoss(), Adam(model.parameters(), lr=0.01))
     history = trainer.fit(X, soft, epochs=5, seed=0, verbose=0, validation_split=0.2)
-    assert "accuracy" not in history.history      # the step runner counts class indices only
+    assert history.history["accuracy"][-1] > 0.9    # counted on each row's likeliest class
     assert history.history["val_accuracy"][-1] > 0.85
     assert trainer.evaluate(X, y)["accuracy"] > 0.9
     assert trainer.evaluate(X, soft)["accuracy"] == trainer.evaluate(X, y)["accuracy"]

@@ -11,6 +11,7 @@ from cnet import (BatchNorm1d, BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Den
 from cnet.callbacks import Callback
 from cnet.data import load_digits
 from cnet.progress import EpochProgress
+from cnet.trainer import History
 from helpers import train_manually
 
 
@@ -380,20 +381,38 @@ def test_a_run_stopped_by_divergence_keeps_one_history_value_per_epoch_for_every
 
 
 def test_history_plot_draws_a_validation_accuracy_logged_without_a_training_one(tmp_path):
-    """A multi-label fit logs val_accuracy but no training accuracy: the accuracy panel
-    shows the validation curve alone."""
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((60, 4))
-    Y = (X[:, :2] > 0).astype(np.float64)
-    model = Sequential(Dense(4, 2), dtype="float64", seed=0)
-    history = Trainer(model, BCEWithLogitsLoss(), optim.SGD(model.parameters())).fit(
-        X, Y, epochs=2, validation_split=0.25, verbose=0)
-    assert set(history.history) == {"loss", "val_loss", "val_accuracy"}
+    """The accuracy panel shows whichever accuracy curves were logged."""
+    history = History()
+    for epoch, accuracy in enumerate([0.5, 0.75]):
+        history._append(epoch, {"loss": 1.0 - accuracy, "val_loss": 1.0,
+                                "val_accuracy": accuracy})
     pytest.importorskip("matplotlib")
     fig = history.plot(tmp_path / "curves.png")
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
     assert [line.get_label() for line in fig.axes[1].lines] == ["validation"]
     assert list(fig.axes[1].lines[0].get_ydata()) == history.history["val_accuracy"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss, head, soft", [
+    (BCEWithLogitsLoss(), [], False), (BCELoss(), [Sigmoid], False),
+    (CrossEntropyLoss(), [], True),
+])
+def test_fit_logs_the_accuracy_evaluate_gives_for_float_targets(loss, head, soft, dtype):
+    """Multi-label and soft-label fits log a training accuracy counted by the step runner as
+    evaluate counts it (each label, or each row's most probable class): one full-batch
+    step's is the accuracy before its update."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 4))
+    Y = (X[:, :3] > 0).astype(np.float64)
+    if soft:
+        Y = 0.8 * np.eye(3)[rng.integers(0, 3, 50)] + 0.2 / 3
+    model = Sequential(Dense(4, 3), *(layer() for layer in head), dtype=dtype, seed=0)
+    trainer = Trainer(model, loss, optim.SGD(model.parameters(), lr=0.5))
+    for _ in range(2):
+        before = trainer.evaluate(X, Y)["accuracy"]
+        assert 0 < before < 1
+        assert trainer.fit(X, Y, batch_size=None, verbose=0).history["accuracy"] == [before]
 
 
 @pytest.mark.parametrize("verbose", [-1, 3, "2", 1.0, None, "Auto"])

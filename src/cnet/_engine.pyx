@@ -39,7 +39,8 @@ from cnet._blas cimport (blas_threads, get_threaded_min_work, one_thread_begin,
 from cnet._dense cimport (dense_backward_input_ptr, dense_backward_params_ptr,
                           dense_backward_ptr, dense_forward_ptr)
 from cnet._dropout cimport dropout_backward_ptr, dropout_forward_ptr
-from cnet._losses cimport LossConfig, fill_loss_config, loss_ptr
+from cnet._losses cimport (LOSS_BCE, LOSS_BCE_WITH_LOGITS, LOSS_SOFT_CROSS_ENTROPY, LossConfig,
+                           fill_loss_config, loss_ptr)
 from cnet._optim cimport (OptimConfig, clip_grad_norm_ptr, fill_optim_config,
                           optimizer_step_ptr)
 
@@ -307,11 +308,35 @@ cdef Py_ssize_t count_correct(const floating* logits, const int64_t* target, Py_
     return correct
 
 
+cdef Py_ssize_t count_matches(LossConfig* loss, const floating* outputs,
+                              const floating* target, Py_ssize_t rows,
+                              Py_ssize_t width) noexcept nogil:
+    """Predictions right against float targets, as Trainer.evaluate counts them: for the
+    BCE losses each of the rows * width labels (output above 0.5, or a logit above 0,
+    against a target above 0.5); for soft labels the rows whose largest logit is at their
+    most probable class (the first, on ties); 0 for the other losses."""
+    cdef Py_ssize_t i, r, c, best, likeliest, correct = 0
+    cdef floating threshold = 0.5 if loss.kind == LOSS_BCE else 0
+    if loss.kind == LOSS_BCE or loss.kind == LOSS_BCE_WITH_LOGITS:
+        for i in range(rows * width):
+            correct += (outputs[i] > threshold) == (target[i] > 0.5)
+    elif loss.kind == LOSS_SOFT_CROSS_ENTROPY:
+        for r in range(rows):
+            best = likeliest = 0
+            for c in range(1, width):
+                if outputs[r * width + c] > outputs[r * width + best]:
+                    best = c
+                if target[r * width + c] > target[r * width + likeliest]:
+                    likeliest = c
+            correct += best == likeliest
+    return correct
+
+
 cdef double forward_loss(Plan* p, floating* x, Py_ssize_t rows, int first,
                          int64_t* correct) noexcept nogil:
     """Forward from op `first` and the loss on the batch already gathered in x (its targets
-    too); the loss's gradient goes to the first gradient buffer. For classification,
-    correct[0] gets the number of rows predicted right."""
+    too); the loss's gradient goes to the first gradient buffer. correct[0] gets the number
+    of predictions right (rows for classification, labels for the BCE losses)."""
     cdef floating* work = <floating*>p.work
     cdef floating* logits
     cdef double loss
@@ -322,6 +347,7 @@ cdef double forward_loss(Plan* p, floating* x, Py_ssize_t rows, int first,
         correct[0] = count_correct(logits, p.class_target, rows, p.n_out, p.loss.ignore_index)
     else:
         loss = loss_ptr(&p.loss, work + p.grad_a, logits, work + p.target, rows, p.n_out)
+        correct[0] = count_matches(&p.loss, logits, work + p.target, rows, p.n_out)
     return loss
 
 
