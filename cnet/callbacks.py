@@ -218,10 +218,12 @@ _KERAS_ONLY = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_tra
 _ARGUMENTS = {"trainer", "epoch", "logs", "lr"}
 
 
-def _check_callbacks(callbacks):
+def _check_callbacks(callbacks, validating):
     """fit's callbacks as a list, checked before it trains: each hook callable with the
     arguments fit passes (a TypeError naming callbacks[i], the hook and its signature),
-    and a UserWarning for Keras hooks that would never be called."""
+    no monitor of a validation metric without validation data (a ValueError, where it
+    would fail only after the first epoch), and a UserWarning for Keras hooks that would
+    never be called."""
     try:
         callbacks = list(callbacks)
     except TypeError:
@@ -241,6 +243,8 @@ def _check_callbacks(callbacks):
                                 f"got {kind} (without {hook})")
             _check_call(method, f"callbacks[{i}]: {kind}.{hook}", arguments,
                         f"{hook}(self, {', '.join(arguments)})")
+        if not validating:
+            _check_monitor(f"callbacks[{i}]: {kind}", callback)
         uncalled += [f"{kind}.{hook} (callbacks[{i}])" for hook in _KERAS_ONLY
                      if callable(getattr(callback, hook, None))]
     if uncalled:    # stacklevel 4: fit's caller, above fit and its lock's wrapper
@@ -252,21 +256,16 @@ def _check_callbacks(callbacks):
     return callbacks
 
 
-def _check_monitors(callbacks, validating):
-    """Without validation data, a callback reading val_loss or val_accuracy (which fit logs
-    only with it) is refused before training rather than after the first epoch. (Other
-    val_* names may be logged by a callback of the user's.)"""
-    if validating:
+def _check_monitor(what, callback):
+    """A callback reading val_loss or val_accuracy each epoch, which fit logs only with
+    validation data. (Other val_* names may be logged by a callback of the user's.)"""
+    monitor = getattr(callback, "_monitor", None)
+    if (monitor is None or monitor.monitor not in ("val_loss", "val_accuracy")
+            or getattr(callback, "save_best_only", True) is False):
         return
-    for i, callback in enumerate(callbacks):
-        monitor = getattr(callback, "_monitor", None)
-        if (monitor is None or monitor.monitor not in ("val_loss", "val_accuracy")
-                or getattr(callback, "save_best_only", True) is False):
-            continue
-        raise ValueError(f"callbacks[{i}]: {type(callback).__name__} monitors "
-                         f"{monitor.monitor!r}, which fit logs only with validation_data or "
-                         f"validation_split; pass one, or monitor "
-                         f"{monitor.monitor.removeprefix('val_')!r}")
+    raise ValueError(f"{what} monitors {monitor.monitor!r}, which fit logs only with "
+                     f"validation_data or validation_split; pass one, or monitor "
+                     f"{monitor.monitor.removeprefix('val_')!r}")
 
 
 def _check_call(function, what, arguments, expected):

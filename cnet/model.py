@@ -196,7 +196,7 @@ class Sequential:
                 raise ValueError(f"layers[{i}]: the same layer object appears twice")
             # A layer's parameters are views of its model's arena: in a second model it would
             # follow that model's weights in one path and the first model's in another.
-            if getattr(layer, "_in_model", False):
+            if "_bound" in layer.__dict__:
                 raise ValueError(f"layers[{i}]: this {type(layer).__name__} already belongs to "
                                  f"another Sequential; build a new layer (models cannot share "
                                  f"layers as PyTorch modules can)")
@@ -214,8 +214,7 @@ class Sequential:
             width = layer.output_width(width)
         self.out_features = width
         self._allocate(as_generator("seed", seed))
-        for layer in layers:
-            layer._in_model = True
+        for layer in layers:    # the names it holds views of this model's arenas under
             layer._bound = frozenset(layer.param_shapes()) | frozenset(layer.buffer_shapes())
         self._calls = _InUse()
 

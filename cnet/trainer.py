@@ -19,7 +19,7 @@ from cnet import _activations, _blas
 from cnet._engine import StepRunner
 from cnet._validation import (as_generator, as_matrix, check_positive_int,
                               first_non_finite)
-from cnet.callbacks import _check_callbacks, _check_monitors
+from cnet.callbacks import _check_callbacks
 from cnet.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss
 from cnet.layers import Dense
 from cnet.model import Sequential, _InUse
@@ -339,13 +339,12 @@ class Trainer:
                              f"(one line per epoch), got {verbose!r}")
         if not isinstance(on_nan, str) or on_nan not in ("raise", "stop", "continue"):
             raise ValueError(f"on_nan: expected 'raise', 'stop' or 'continue', got {on_nan!r}")
-        callbacks = _check_callbacks(callbacks)
         rng = as_generator("seed", seed)
         self._check_trainable()
         X = self._check_X(X, check_finite=False)   # finiteness: checked batch by batch
         y = self._check_y(y, len(X))
         X, y, validation_data = self._split_validation(X, y, validation_data, validation_split)
-        _check_monitors(callbacks, validation_data is not None)
+        callbacks = _check_callbacks(callbacks, validating=validation_data is not None)
         n = len(X)
         lbfgs = isinstance(self.optimizer, LBFGS)
         if lbfgs and batch_size is not None:
@@ -365,7 +364,7 @@ class Trainer:
         rows[-1] = n - batch_size * (n_batches - 1)
         losses = np.empty(n_batches)
         correct = np.zeros(n_batches, np.int64)
-        counted = self._counted_rows(y)
+        counted = self._counted(y)
         row_weights = self._row_weights(y, counted)
         # A guess of a batch's time, for the length of the compiled calls: its products at
         # 100 GFLOP/s (forward, and two products a layer backward).
@@ -410,8 +409,7 @@ class Trainer:
                     break
                 logs = {"loss": self._epoch_loss(losses, rows, n, row_weights, order, batch_size)}
                 if self.is_classifier or self.is_multilabel:    # counted by the step runner
-                    logs["accuracy"] = float(correct.sum() / (y.size if self.is_multilabel
-                                                              else counted))
+                    logs["accuracy"] = float(correct.sum() / counted)
                 if validation_data is not None:
                     for key, value in self.evaluate(*validation_data).items():
                         logs["val_" + key] = value
@@ -545,7 +543,11 @@ class Trainer:
                 raise ValueError(f"model[{i}]: Step has no gradient and cannot be trained "
                                  f"through; train with Sigmoid and swap in Step afterwards")
 
-    def _counted_rows(self, y):
+    def _counted(self, y):
+        """The predictions fit's accuracy counts: every label of multi-label targets, the
+        rows not ignored of class indices, else every row."""
+        if self.is_multilabel:
+            return y.size
         if not self.is_classifier or y.ndim != 1:
             return len(y)
         return max(1, int(np.count_nonzero(y != self.loss.ignore_index)))
